@@ -1,0 +1,220 @@
+//! Command line and environment: clap derive, env fallbacks, and the single-dash spelling
+//! (`robot-race -addr :8080 -redis localhost:6379`) that the Go server this replaces used.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+/// Robot Race: a real-time multiplayer browser race game server.
+///
+/// Without a Redis address it runs alone (single-server mode). With `-redis` it joins every other
+/// server on that Redis into one cluster: any server serves any game and any player.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "robot-race", version, about, long_about = None)]
+pub struct Config {
+    /// Listen address, e.g. `:8080` (all interfaces), `127.0.0.1:0` (a free port). Defaults to
+    /// `:$PORT` when PORT is set (Heroku), else `:8080`.
+    #[arg(long, env = "ADDR")]
+    pub addr: Option<String>,
+
+    /// Port to listen on (all interfaces) when -addr is not given.
+    #[arg(long, env = "PORT", hide_env_values = true)]
+    pub port: Option<u16>,
+
+    /// Redis address: `host:port`, `redis://[user:pass@]host:port[/db]` or `rediss://…` for TLS
+    /// (append `#insecure` to accept a self-signed certificate, as Heroku Redis needs). Empty:
+    /// single-server mode.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Redis password, when it is not in the URL.
+    #[arg(
+        long,
+        env = "REDIS_PASSWORD",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub redis_password: Option<String>,
+
+    /// This server's id in the cluster (logs, /health, ownership). Random when not set.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Secret that signs player tokens. In a cluster every server must agree: when it is not
+    /// set, the servers share one kept in Redis (`robot_race:secret`); alone, a random one.
+    #[arg(
+        long,
+        env = "ROBOT_RACE_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub secret: Option<String>,
+
+    /// Seconds without any player action after which a game is ended.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    pub idle_timeout_secs: u64,
+
+    /// Milliseconds a server's ownership of a game lasts without renewal (cluster failover time).
+    #[arg(long, env = "OWNER_LEASE_MS", default_value_t = 5000)]
+    pub owner_lease_ms: u64,
+
+    /// Extra origins allowed to open WebSockets (comma separated, e.g. `https://example.com`);
+    /// the page's own origin is always allowed.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
+    /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
+    #[arg(long, env = "TRUST_PROXY")]
+    pub trust_proxy: bool,
+}
+
+/// A start-up configuration error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid listen address {0:?}: expected `:PORT`, `HOST:PORT` or `PORT`")]
+    Addr(String),
+    #[error("invalid Redis address {0:?}: {1}")]
+    Redis(String, String),
+}
+
+impl Config {
+    /// Parses the process arguments, accepting `-flag` as well as `--flag`.
+    pub fn from_args() -> Config {
+        Config::parse_from(normalize_args(std::env::args()))
+    }
+
+    /// For tests and embedding: parses the given arguments (first one is the program name).
+    pub fn try_from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, clap::Error> {
+        Config::try_parse_from(normalize_args(args))
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        match (&self.addr, self.port) {
+            (Some(addr), _) => parse_listen_addr(addr),
+            (None, Some(port)) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+            (None, None) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080)),
+        }
+    }
+
+    /// The Redis address, if any was given (empty means none).
+    pub fn redis_addr(&self) -> Option<&str> {
+        self.redis
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn owner_lease(&self) -> Duration {
+        Duration::from_millis(self.owner_lease_ms.clamp(500, 600_000))
+    }
+}
+
+/// `:8080` → all interfaces; `8080` → all interfaces; `host:port` as given.
+pub fn parse_listen_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
+    let raw = raw.trim();
+    let err = || ConfigError::Addr(raw.to_owned());
+    if let Some(port) = raw.strip_prefix(':') {
+        let port = port.parse().map_err(|_| err())?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(port) = raw.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    raw.to_socket_addrs()
+        .map_err(|_| err())?
+        .next()
+        .ok_or_else(err)
+}
+
+/// Rewrites `-addr` / `-addr=x` into `--addr` / `--addr=x` for every long flag we know, so the
+/// Go-style single dash works; anything else (values, `-h`, `-V`) is left alone.
+fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
+    let command = Config::command();
+    let longs: Vec<&str> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .chain(["help", "version"])
+        .collect();
+    let mut out = Vec::new();
+    let mut expect_value = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || expect_value {
+            expect_value = false;
+            out.push(arg);
+            continue;
+        }
+        let rewritten = match arg.strip_prefix('-') {
+            Some(rest) if !rest.starts_with('-') => {
+                let name = rest.split('=').next().unwrap_or(rest);
+                if longs.contains(&name) {
+                    expect_value = !rest.contains('=');
+                    Some(format!("-{arg}"))
+                } else {
+                    None
+                }
+            }
+            Some(rest) => {
+                expect_value = !rest.contains('=');
+                None
+            }
+            None => None,
+        };
+        out.push(rewritten.unwrap_or(arg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["robot-race".to_owned()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        Config::try_from_args(all).unwrap()
+    }
+
+    #[test]
+    fn single_and_double_dash_both_work() {
+        let one = parse(&["-addr", ":9000", "-redis", "localhost:6379"]);
+        let two = parse(&["--addr", ":9000", "--redis=localhost:6379"]);
+        for c in [one, two] {
+            assert_eq!(c.addr.as_deref(), Some(":9000"));
+            assert_eq!(c.redis_addr(), Some("localhost:6379"));
+        }
+        let c = parse(&["-redis-password", "-secret-", "-idle-timeout-secs=5"]);
+        assert_eq!(c.redis_password.as_deref(), Some("-secret-"));
+        assert_eq!(c.idle_timeout_secs, 5);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_addr(":8080").unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("8081").unwrap(),
+            "0.0.0.0:8081".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert!(parse_listen_addr("nope").is_err());
+        assert!(parse_listen_addr(":99999").is_err());
+    }
+
+    #[test]
+    fn unknown_single_dash_flags_are_errors_not_guesses() {
+        let args = ["robot-race", "-bogus", "1"].map(String::from);
+        assert!(Config::try_from_args(args).is_err());
+    }
+}

@@ -1,0 +1,642 @@
+//! The rules of Robot Race: plain data and pure functions.
+//!
+//! Nothing here does I/O, reads a clock or awaits. The hub owns `Game` values and calls these
+//! functions; timers (the countdown's one-second steps, idle expiry) live in the hub and call
+//! [`Game::countdown_step`]. Every function that changes a game bumps its `version` by exactly 1,
+//! so clients and relays can drop anything that is not newer than what they already have.
+
+use serde::{Deserialize, Serialize};
+
+/// Fewest robots that can race.
+pub const MIN_PLAYERS: usize = 2;
+/// Most robots in one game (lanes on the track).
+pub const MAX_PLAYERS: usize = 10;
+/// Score that wins when the creator does not choose one.
+pub const DEFAULT_WINNING_SCORE: u32 = 25;
+/// Allowed winning scores.
+pub const WINNING_SCORE_RANGE: std::ops::RangeInclusive<u32> = 5..=1000;
+/// Countdown steps (3, 2, 1, Go) when the creator does not choose.
+pub const DEFAULT_COUNTDOWN: u32 = 3;
+/// Allowed countdown lengths, in one-second steps.
+pub const COUNTDOWN_RANGE: std::ops::RangeInclusive<u32> = 0..=10;
+/// Longest name, in characters, after trimming.
+pub const MAX_NAME_CHARS: usize = 10;
+
+/// A player's display name: 1–10 characters after trimming, no control characters.
+///
+/// Only [`PlayerName::parse`] builds one, so any `PlayerName` in the program is valid. HTML in a
+/// name is allowed (it is escaped wherever it is shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerName(String);
+
+impl PlayerName {
+    pub fn parse(raw: &str) -> Result<Self, RuleError> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(RuleError::InvalidName);
+        }
+        Ok(PlayerName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a creator may choose for a game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameConfig {
+    pub winning_score: u32,
+    pub countdown: u32,
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        GameConfig {
+            winning_score: DEFAULT_WINNING_SCORE,
+            countdown: DEFAULT_COUNTDOWN,
+        }
+    }
+}
+
+impl GameConfig {
+    /// Checks optional choices against the allowed ranges; `None` takes the default.
+    pub fn parse(winning_score: Option<i64>, countdown: Option<i64>) -> Result<Self, RuleError> {
+        let pick =
+            |value: Option<i64>, default: u32, range: std::ops::RangeInclusive<u32>| match value {
+                None => Ok(default),
+                Some(v) => u32::try_from(v)
+                    .ok()
+                    .filter(|v| range.contains(v))
+                    .ok_or(RuleError::InvalidConfig),
+            };
+        Ok(GameConfig {
+            winning_score: pick(winning_score, DEFAULT_WINNING_SCORE, WINNING_SCORE_RANGE)?,
+            countdown: pick(countdown, DEFAULT_COUNTDOWN, COUNTDOWN_RANGE)?,
+        })
+    }
+}
+
+/// Why a rule refused a command. Each has a stable wire code (PROTOCOL.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("Name must be 1 to 10 characters, without control characters")]
+    InvalidName,
+    #[error("Winning score must be 5-1000 and countdown 0-10")]
+    InvalidConfig,
+    #[error("This race has already started")]
+    GameInProgress,
+    #[error("This game already has 10 players")]
+    GameFull,
+    #[error("Only the admin can do that")]
+    PermissionDenied,
+    #[error("At least 2 players are needed to start")]
+    NotEnoughPlayers,
+    #[error("That can't be done at this point of the game")]
+    InvalidState,
+    #[error("No such robot in this game")]
+    UnknownRobot,
+}
+
+impl RuleError {
+    pub fn code(self) -> &'static str {
+        match self {
+            RuleError::InvalidName => "invalid_name",
+            RuleError::InvalidConfig => "invalid_config",
+            RuleError::GameInProgress => "game_in_progress",
+            RuleError::GameFull => "game_full",
+            RuleError::PermissionDenied => "permission_denied",
+            RuleError::NotEnoughPlayers => "not_enough_players",
+            RuleError::InvalidState => "invalid_state",
+            RuleError::UnknownRobot => "unknown_robot",
+        }
+    }
+}
+
+/// The phases of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Setup,
+    CountingDown,
+    Playing,
+    Finished,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [
+        State::Setup,
+        State::CountingDown,
+        State::Playing,
+        State::Finished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Setup => "setup",
+            State::CountingDown => "counting_down",
+            State::Playing => "playing",
+            State::Finished => "finished",
+        }
+    }
+}
+
+/// One player's robot: a lane on the track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Robot {
+    pub id: String,
+    pub name: String,
+    pub score: u32,
+    /// The creator (robot 1) is the admin: only it starts the countdown and calls play again.
+    pub admin: bool,
+    /// Wins from rounds before this one; the current round's win is added on top.
+    #[serde(default)]
+    pub previous_wins: u32,
+}
+
+/// A game: everything needed to show it and to resume it on another server.
+///
+/// Serialised as-is into `game_state:<id>` (with the leaderboard added, see [`Game::stored_json`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Game {
+    pub id: String,
+    pub state: State,
+    /// Steps left while counting down; 0 otherwise.
+    pub countdown: u32,
+    /// The countdown length chosen at creation; play again resets to it.
+    pub countdown_from: u32,
+    pub winning_score: u32,
+    /// Rises by 1 with every change.
+    pub version: u64,
+    /// Join order: lane order.
+    pub robots: Vec<Robot>,
+    /// The winning robot's id once finished.
+    pub winner: Option<String>,
+}
+
+/// What happened to the round after a countdown step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Still counting: schedule another step in a second.
+    Counting,
+    /// The race is on.
+    Started,
+    /// Not counting down (a stale timer): nothing changed.
+    Ignored,
+}
+
+impl Game {
+    /// A new game in `setup` with its creator as robot 1 and admin.
+    pub fn new(id: String, config: GameConfig, admin_id: String, admin_name: PlayerName) -> Game {
+        Game {
+            id,
+            state: State::Setup,
+            countdown: 0,
+            countdown_from: config.countdown,
+            winning_score: config.winning_score,
+            version: 1,
+            robots: vec![Robot {
+                id: admin_id,
+                name: admin_name.0,
+                score: 0,
+                admin: true,
+                previous_wins: 0,
+            }],
+            winner: None,
+        }
+    }
+
+    pub fn robot(&self, robot_id: &str) -> Option<&Robot> {
+        self.robots.iter().find(|r| r.id == robot_id)
+    }
+
+    fn is_admin(&self, robot_id: &str) -> bool {
+        self.robot(robot_id).is_some_and(|r| r.admin)
+    }
+
+    /// Adds a robot. Joining again with an id already in the game changes nothing (a retried
+    /// join request must not add a second robot).
+    pub fn join(&mut self, robot_id: String, name: PlayerName) -> Result<(), RuleError> {
+        if self.robot(&robot_id).is_some() {
+            return Ok(());
+        }
+        if self.state != State::Setup {
+            return Err(RuleError::GameInProgress);
+        }
+        if self.robots.len() >= MAX_PLAYERS {
+            return Err(RuleError::GameFull);
+        }
+        self.robots.push(Robot {
+            id: robot_id,
+            name: name.0,
+            score: 0,
+            admin: false,
+            previous_wins: 0,
+        });
+        self.version += 1;
+        Ok(())
+    }
+
+    /// The admin starts the round: `counting_down` from the configured value, or straight to
+    /// `playing` when the countdown is 0. Returns the step so the caller knows to run a timer.
+    pub fn start_countdown(&mut self, robot_id: &str) -> Result<Step, RuleError> {
+        if self.robot(robot_id).is_none() {
+            return Err(RuleError::UnknownRobot);
+        }
+        if !self.is_admin(robot_id) {
+            return Err(RuleError::PermissionDenied);
+        }
+        if self.state != State::Setup {
+            return Err(RuleError::InvalidState);
+        }
+        if self.robots.len() < MIN_PLAYERS {
+            return Err(RuleError::NotEnoughPlayers);
+        }
+        self.version += 1;
+        if self.countdown_from == 0 {
+            self.state = State::Playing;
+            self.countdown = 0;
+            Ok(Step::Started)
+        } else {
+            self.state = State::CountingDown;
+            self.countdown = self.countdown_from;
+            Ok(Step::Counting)
+        }
+    }
+
+    /// One second of countdown has passed.
+    pub fn countdown_step(&mut self) -> Step {
+        if self.state != State::CountingDown {
+            return Step::Ignored;
+        }
+        self.version += 1;
+        self.countdown = self.countdown.saturating_sub(1);
+        if self.countdown == 0 {
+            self.state = State::Playing;
+            Step::Started
+        } else {
+            Step::Counting
+        }
+    }
+
+    /// A press. Counts only while `playing`; the first robot to reach the winning score wins and
+    /// the round is `finished` at once. Returns whether the game changed.
+    pub fn score_point(&mut self, robot_id: &str) -> bool {
+        if self.state != State::Playing {
+            return false;
+        }
+        let winning_score = self.winning_score;
+        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
+            return false;
+        };
+        robot.score += 1;
+        if robot.score >= winning_score {
+            self.winner = Some(robot.id.clone());
+            self.state = State::Finished;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// The admin resets a finished round: the win is banked, scores go to 0, back to `setup`.
+    pub fn play_again(&mut self, robot_id: &str) -> Result<(), RuleError> {
+        if self.robot(robot_id).is_none() {
+            return Err(RuleError::UnknownRobot);
+        }
+        if !self.is_admin(robot_id) {
+            return Err(RuleError::PermissionDenied);
+        }
+        if self.state != State::Finished {
+            return Err(RuleError::InvalidState);
+        }
+        let winner = self.winner.take();
+        for robot in &mut self.robots {
+            if Some(&robot.id) == winner.as_ref() {
+                robot.previous_wins += 1;
+            }
+            robot.score = 0;
+        }
+        self.state = State::Setup;
+        self.countdown = 0;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Robots by total wins (banked plus the current round's), most first; ties keep join order.
+    pub fn leaderboard(&self) -> Vec<LeaderboardEntry<'_>> {
+        let mut board: Vec<_> = self
+            .robots
+            .iter()
+            .map(|r| LeaderboardEntry {
+                robot_id: &r.id,
+                name: &r.name,
+                wins: r.previous_wins + u32::from(self.winner.as_deref() == Some(r.id.as_str())),
+            })
+            .collect();
+        board.sort_by_key(|e| std::cmp::Reverse(e.wins));
+        board
+    }
+
+    /// The `GAME` object of PROTOCOL.md, as clients see it.
+    pub fn view(&self) -> GameView<'_> {
+        GameView {
+            id: &self.id,
+            state: self.state,
+            countdown: self.countdown,
+            winning_score: self.winning_score,
+            version: self.version,
+            robots: self
+                .robots
+                .iter()
+                .map(|r| RobotView {
+                    id: &r.id,
+                    name: &r.name,
+                    score: r.score,
+                    admin: r.admin,
+                })
+                .collect(),
+            leaderboard: self.leaderboard(),
+            winner: self.winner.as_deref(),
+        }
+    }
+
+    /// The JSON kept in `game_state:<id>`: the game plus its leaderboard, so an operator's
+    /// `GET` shows what players see; [`Game`] deserialises from it directly.
+    pub fn stored_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            #[serde(flatten)]
+            game: &'a Game,
+            leaderboard: Vec<LeaderboardEntry<'a>>,
+        }
+        // unwrap: plain structs of strings and numbers always serialise.
+        serde_json::to_string(&Stored {
+            game: self,
+            leaderboard: self.leaderboard(),
+        })
+        .unwrap()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderboardEntry<'a> {
+    pub robot_id: &'a str,
+    pub name: &'a str,
+    pub wins: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RobotView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub score: u32,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GameView<'a> {
+    pub id: &'a str,
+    pub state: State,
+    pub countdown: u32,
+    pub winning_score: u32,
+    pub version: u64,
+    pub robots: Vec<RobotView<'a>>,
+    pub leaderboard: Vec<LeaderboardEntry<'a>>,
+    pub winner: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> PlayerName {
+        PlayerName::parse(s).unwrap()
+    }
+
+    fn game_with(players: usize, config: GameConfig) -> Game {
+        let mut game = Game::new("g".into(), config, "r0".into(), name("ann"));
+        for i in 1..players {
+            game.join(format!("r{i}"), name(&format!("p{i}"))).unwrap();
+        }
+        game
+    }
+
+    fn playing(players: usize, winning_score: u32) -> Game {
+        let mut game = game_with(
+            players,
+            GameConfig {
+                winning_score,
+                countdown: 0,
+            },
+        );
+        assert_eq!(game.start_countdown("r0"), Ok(Step::Started));
+        game
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("  ann  ").as_str(), "ann");
+        assert_eq!(name("ÅÅÅÅÅÅÅÅÅÅ").as_str().chars().count(), 10);
+        assert_eq!(name("<b>x</b>").as_str(), "<b>x</b>");
+        for bad in ["", "   ", "elevenchars", "a\u{0}b", "a\nb", "tab\there"] {
+            assert_eq!(
+                PlayerName::parse(bad),
+                Err(RuleError::InvalidName),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_bounds() {
+        assert_eq!(GameConfig::parse(None, None), Ok(GameConfig::default()));
+        assert_eq!(
+            GameConfig::parse(Some(5), Some(0)),
+            Ok(GameConfig {
+                winning_score: 5,
+                countdown: 0
+            })
+        );
+        for (w, c) in [
+            (Some(4), None),
+            (Some(1001), None),
+            (None, Some(11)),
+            (None, Some(-1)),
+        ] {
+            assert_eq!(GameConfig::parse(w, c), Err(RuleError::InvalidConfig));
+        }
+    }
+
+    #[test]
+    fn joins_only_in_setup_and_up_to_ten() {
+        let mut game = game_with(10, GameConfig::default());
+        assert_eq!(game.join("x".into(), name("x")), Err(RuleError::GameFull));
+        let mut game2 = game_with(2, GameConfig::default());
+        game2.start_countdown("r0").unwrap();
+        assert_eq!(
+            game2.join("x".into(), name("x")),
+            Err(RuleError::GameInProgress)
+        );
+        // A retried join of a robot already in is a no-op, not a second lane.
+        let version = game.version;
+        assert_eq!(game.join("r3".into(), name("p3")), Ok(()));
+        assert_eq!((game.robots.len(), game.version), (10, version));
+    }
+
+    #[test]
+    fn only_the_admin_starts_and_needs_two_players() {
+        let mut solo = game_with(1, GameConfig::default());
+        assert_eq!(solo.start_countdown("r0"), Err(RuleError::NotEnoughPlayers));
+        let mut game = game_with(2, GameConfig::default());
+        assert_eq!(game.start_countdown("r1"), Err(RuleError::PermissionDenied));
+        assert_eq!(game.start_countdown("nobody"), Err(RuleError::UnknownRobot));
+        assert_eq!(game.state, State::Setup);
+        assert_eq!(game.start_countdown("r0"), Ok(Step::Counting));
+        assert_eq!(game.start_countdown("r0"), Err(RuleError::InvalidState));
+    }
+
+    #[test]
+    fn countdown_runs_3_2_1_go() {
+        let mut game = game_with(2, GameConfig::default());
+        game.start_countdown("r0").unwrap();
+        let mut seen = vec![(game.state, game.countdown)];
+        while game.state == State::CountingDown {
+            game.countdown_step();
+            seen.push((game.state, game.countdown));
+        }
+        assert_eq!(
+            seen,
+            [
+                (State::CountingDown, 3),
+                (State::CountingDown, 2),
+                (State::CountingDown, 1),
+                (State::Playing, 0)
+            ]
+        );
+        assert_eq!(game.countdown_step(), Step::Ignored);
+    }
+
+    #[test]
+    fn presses_outside_playing_change_nothing() {
+        let mut game = game_with(2, GameConfig::default());
+        let before = game.clone();
+        assert!(!game.score_point("r0"));
+        game.start_countdown("r0").unwrap();
+        let counting = game.clone();
+        assert!(!game.score_point("r1"));
+        assert_eq!(game, counting);
+        assert_ne!(game, before);
+    }
+
+    #[test]
+    fn first_to_winning_score_wins_and_play_again_banks_it() {
+        let mut game = playing(3, 5);
+        for _ in 0..4 {
+            game.score_point("r1");
+            game.score_point("r2");
+        }
+        assert!(game.score_point("r2"));
+        assert_eq!(game.state, State::Finished);
+        assert_eq!(game.winner.as_deref(), Some("r2"));
+        assert!(!game.score_point("r1"));
+        assert_eq!(game.leaderboard()[0].robot_id, "r2");
+        assert_eq!(game.leaderboard()[0].wins, 1);
+        assert_eq!(game.play_again("r1"), Err(RuleError::PermissionDenied));
+        game.play_again("r0").unwrap();
+        assert_eq!(game.state, State::Setup);
+        assert!(game.robots.iter().all(|r| r.score == 0));
+        assert_eq!(game.winner, None);
+        assert_eq!(game.leaderboard()[0].wins, 1);
+        assert_eq!(game.play_again("r0"), Err(RuleError::InvalidState));
+    }
+
+    #[test]
+    fn stored_json_round_trips_and_shows_the_view() {
+        let mut game = playing(2, 5);
+        game.score_point("r1");
+        let json = game.stored_json();
+        let back: Game = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, game);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["state"], "playing");
+        assert_eq!(value["leaderboard"][0]["wins"], 0);
+        assert_eq!(value["robots"][1]["score"], 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(u8),
+        Start(u8),
+        Step,
+        Press(u8),
+        PlayAgain(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..12).prop_map(Op::Join),
+            (0u8..12).prop_map(Op::Start),
+            Just(Op::Step),
+            (0u8..12).prop_map(Op::Press),
+            (0u8..12).prop_map(Op::Press),
+            (0u8..12).prop_map(Op::Press),
+            (0u8..12).prop_map(Op::PlayAgain),
+        ]
+    }
+
+    proptest! {
+        /// Whatever players do, in any order: scores never pass the winning score, a finished
+        /// round has exactly one winner at the winning score, versions only rise, joins happen
+        /// only in setup, and the win tally equals the rounds played.
+        #[test]
+        fn invariants_hold_under_any_sequence(
+            ops in proptest::collection::vec(op(), 0..400),
+            winning_score in 5u32..8,
+        ) {
+            let mut game = Game::new(
+                "g".into(),
+                GameConfig { winning_score, countdown: 2 },
+                "r0".into(),
+                name("ann"),
+            );
+            let mut rounds_won = 0u32;
+            for op in ops {
+                let before = game.clone();
+                match op {
+                    Op::Join(i) => {
+                        let joined = game.join(format!("r{i}"), name("x")).is_ok()
+                            && game.robots.len() > before.robots.len();
+                        prop_assert!(!joined || before.state == State::Setup);
+                    }
+                    Op::Start(i) => { let _ = game.start_countdown(&format!("r{i}")); }
+                    Op::Step => { game.countdown_step(); }
+                    Op::Press(i) => {
+                        if game.score_point(&format!("r{i}")) && game.state == State::Finished {
+                            rounds_won += 1;
+                        }
+                    }
+                    Op::PlayAgain(i) => { let _ = game.play_again(&format!("r{i}")); }
+                }
+                prop_assert!(game.version >= before.version);
+                prop_assert!(game.version <= before.version + 1);
+                prop_assert_eq!(game.version == before.version, game == before);
+                prop_assert!(game.robots.len() <= MAX_PLAYERS);
+                prop_assert!(game.robots.iter().all(|r| r.score <= winning_score));
+                prop_assert_eq!(game.robots.iter().filter(|r| r.admin).count(), 1);
+                let at_top = game.robots.iter().filter(|r| r.score == winning_score).count();
+                if game.state == State::Finished {
+                    prop_assert_eq!(at_top, 1);
+                    let winner = game.winner.as_deref().and_then(|w| game.robot(w));
+                    prop_assert_eq!(winner.map(|r| r.score), Some(winning_score));
+                } else {
+                    prop_assert_eq!(at_top, 0);
+                    prop_assert!(game.winner.is_none());
+                }
+                let tally: u32 = game.leaderboard().iter().map(|e| e.wins).sum();
+                prop_assert_eq!(tally, rounds_won);
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The WebSocket messages: the only contract with the browser (PROTOCOL.md, "WebSocket").
+//!
+//! Client frames are parsed here into [`ClientMsg`]; server frames are built here, serialised
+//! once, and the bytes shared by every session that receives them.
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+
+use crate::game::{Game, GameView};
+
+/// Largest client text frame we read; bigger ones are answered with `bad_message`.
+pub const MAX_CLIENT_FRAME: usize = 1024;
+
+/// What a player's browser may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// A press of the space bar or a tap.
+    ScorePoint,
+    /// Admin: start the countdown.
+    StartCountdown,
+    /// Admin: reset a finished round.
+    PlayAgain,
+}
+
+impl ClientMsg {
+    /// Parses one text frame; `None` for anything that is not exactly one known message.
+    pub fn parse(text: &str) -> Option<ClientMsg> {
+        if text.len() > MAX_CLIENT_FRAME {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// What the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    /// First message after the upgrade: who you are and the game as it is.
+    Welcome {
+        robot_id: &'a str,
+        admin: bool,
+        game: GameView<'a>,
+    },
+    /// The game changed.
+    GameUpdate { game: GameView<'a> },
+    /// A refused command; the connection stays open.
+    Error { error: &'a str, message: &'a str },
+    /// The game was ended (idle); the server closes next.
+    Terminated,
+}
+
+impl ServerMsg<'_> {
+    pub fn to_frame(&self) -> ByteString {
+        // unwrap: these are plain structs of strings and numbers, which always serialise.
+        ByteString::from(serde_json::to_string(self).unwrap())
+    }
+}
+
+pub fn update_frame(game: &Game) -> ByteString {
+    ServerMsg::GameUpdate { game: game.view() }.to_frame()
+}
+
+pub fn error_frame(code: &str, message: &str) -> ByteString {
+    ServerMsg::Error {
+        error: code,
+        message,
+    }
+    .to_frame()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_messages_only() {
+        assert_eq!(
+            ClientMsg::parse(r#"{"type":"score_point"}"#),
+            Some(ClientMsg::ScorePoint)
+        );
+        assert_eq!(
+            ClientMsg::parse(r#"{"type":"start_countdown","extra":1}"#),
+            Some(ClientMsg::StartCountdown)
+        );
+        for bad in [
+            "",
+            "null",
+            "{}",
+            "[]",
+            r#"{"type":"hack"}"#,
+            r#"{"type":7}"#,
+            "{\"type\":\"score_point\"",
+        ] {
+            assert_eq!(ClientMsg::parse(bad), None, "{bad}");
+        }
+        let big = format!(r#"{{"type":"score_point","pad":"{}"}}"#, "x".repeat(1100));
+        assert_eq!(ClientMsg::parse(&big), None);
+    }
+
+    #[test]
+    fn error_frames_have_the_contract_shape() {
+        let frame = error_frame("rate_limited", "Slow down");
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","error":"rate_limited","message":"Slow down"})
+        );
+        let t: serde_json::Value = serde_json::from_str(&ServerMsg::Terminated.to_frame()).unwrap();
+        assert_eq!(t, serde_json::json!({"type":"terminated"}));
+    }
+}
