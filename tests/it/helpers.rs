@@ -1,0 +1,623 @@
+//! Shared test helpers: the real `robot-race` binary and real `redis-server` processes on free
+//! loopback ports (owned by the test, so it can kill and restart them), and real HTTP and
+//! WebSocket clients. Every process is killed when its guard drops; every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_robot-race");
+
+/// A free TCP port on 127.0.0.1 (the OS picks; we release it for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0")
+}
+
+/// Collects a child's output lines and lets a test wait for one.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(&self, stream: impl std::io::Read + Send + 'static, tx: Option<mpsc::Sender<String>>) {
+        let lines = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(tx) = &tx {
+                    let _ = tx.send(line.clone());
+                }
+                lines.0.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a line contains `needle`; false after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.contains(needle)
+    }
+
+    /// As `wait_for`, without blocking the async runtime.
+    pub async fn wait_for_async(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.contains(needle) {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.contains(needle)
+    }
+}
+
+/// A running `robot-race` process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub logs: Lines,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts the binary with these arguments on a free port (unless `-addr` is among them).
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a.contains("addr")) {
+            args.splice(0..0, ["-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        let envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(args, envs)
+    }
+
+    fn spawn(args: Vec<String>, envs: Vec<(String, String)>) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args)
+            .env_remove("REDIS_URL")
+            .env_remove("PORT")
+            .env_remove("REDIS_PASSWORD")
+            .env("RUST_LOG", "info,actix_web::middleware::logger=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("cannot start the robot-race binary");
+        let logs = Lines::default();
+        let (tx, rx) = mpsc::channel();
+        logs.follow(child.stderr.take().unwrap(), Some(tx));
+        logs.follow(child.stdout.take().unwrap(), None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("Listening on http://").nth(1) {
+                        break rest.trim().parse::<SocketAddr>().expect("listen address");
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("robot-race did not start within 20 s:\n{}", logs.all());
+                }
+            }
+        };
+        Server {
+            child,
+            addr,
+            logs,
+            args,
+            envs,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.url(""),
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .finish(),
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same binary again on the same address (after a kill or terminate).
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "-addr") {
+            args[i + 1] = self.addr.to_string();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The port may linger a moment after the old process exits.
+        while TcpListener::bind(self.addr).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let fresh = Self::spawn(args, self.envs.clone());
+        *self = fresh;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `redis-server` owned by the test.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    extra: Vec<String>,
+    pub logs: Lines,
+}
+
+pub fn require(binary: &str, package: &str) {
+    let found = Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "`{binary}` is not installed: these tests need it. Install it with \
+         `sudo apt-get install -y {package}` (or run .ci/run, which does)."
+    );
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Self::start_with(&[])
+    }
+
+    /// Extra `redis-server` arguments, e.g. `["--requirepass", "pw"]`.
+    pub fn start_with(extra: &[&str]) -> Redis {
+        require("redis-server", "redis-server");
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            logs: Lines::default(),
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A Redis on a port, not started yet (for "Redis appears later").
+    pub fn not_started() -> Redis {
+        require("redis-server", "redis-server");
+        Redis {
+            child: None,
+            port: free_port(),
+            extra: Vec::new(),
+            logs: Lines::default(),
+        }
+    }
+
+    pub fn launch(&mut self) {
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+            "--dir".into(),
+            std::env::temp_dir().to_string_lossy().into_owned(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let mut child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start redis-server");
+        self.logs = Lines::default();
+        self.logs.follow(child.stdout.take().unwrap(), None);
+        self.logs.follow(child.stderr.take().unwrap(), None);
+        self.child = Some(child);
+        assert!(
+            self.logs
+                .wait_for("Ready to accept connections", Duration::from_secs(10)),
+            "redis-server did not start:\n{}",
+            self.logs.all()
+        );
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills it and starts an empty one on the same port.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// A plain client for checking what the servers stored (no password/TLS servers).
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap()
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut conn = self.client().get_connection().expect("connect to test redis");
+        redis::cmd("GET").arg(key).query(&mut conn).expect("GET")
+    }
+
+    pub fn ttl(&self, key: &str) -> i64 {
+        let mut conn = self.client().get_connection().expect("connect to test redis");
+        redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL")
+    }
+
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut conn = self.client().get_connection().expect("connect to test redis");
+        redis::cmd("KEYS").arg(pattern).query(&mut conn).expect("KEYS")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The JSON API.
+pub struct Api {
+    pub base: String,
+    pub client: awc::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub game_id: String,
+    pub robot_id: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send_json(&body)
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let body = res.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let mut res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let body = res.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn create(&self, name: &str, winning_score: u32, countdown: u32) -> Joined {
+        let (status, body) = self
+            .post_json(
+                "/api/games",
+                json!({"name": name, "winning_score": winning_score, "countdown": countdown}),
+            )
+            .await;
+        assert_eq!(status, 201, "create: {body}");
+        joined(&body)
+    }
+
+    pub async fn join(&self, game_id: &str, name: &str) -> Joined {
+        let (status, body) = self
+            .post_json(&format!("/api/games/{game_id}/players"), json!({"name": name}))
+            .await;
+        assert_eq!(status, 201, "join {game_id} as {name}: {body}");
+        joined(&body)
+    }
+
+    pub async fn game(&self, game_id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/games/{game_id}")).await;
+        assert_eq!(status, 200, "get game: {body}");
+        body
+    }
+}
+
+fn joined(body: &Value) -> Joined {
+    Joined {
+        game_id: body["game_id"].as_str().unwrap().to_owned(),
+        robot_id: body["robot_id"].as_str().unwrap().to_owned(),
+        token: body["token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A player's WebSocket.
+pub struct Player {
+    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+    pub robot_id: String,
+    pub admin: bool,
+    /// The newest game drawn (updates not newer than it are dropped, as the browser does).
+    pub game: Value,
+    /// Every game message received, in order (welcome included).
+    pub history: Vec<Value>,
+    /// Every error message received.
+    pub errors: Vec<Value>,
+    pub terminated: bool,
+    pub closed: Option<Option<awc::ws::CloseReason>>,
+}
+
+pub type WsError = awc::error::WsClientError;
+
+pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Player, WsError> {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut req = client.ws(url).max_frame_size(1 << 20);
+    if let Some(origin) = origin {
+        req = req.origin(origin);
+    }
+    let (_res, framed) = req.connect().await?;
+    let mut player = Player {
+        framed,
+        robot_id: String::new(),
+        admin: false,
+        game: Value::Null,
+        history: Vec::new(),
+        errors: Vec::new(),
+        terminated: false,
+        closed: None,
+    };
+    let welcome = player
+        .next(Duration::from_secs(10))
+        .await
+        .expect("no welcome message");
+    assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
+    player.robot_id = welcome["robot_id"].as_str().unwrap().to_owned();
+    player.admin = welcome["admin"].as_bool().unwrap();
+    Ok(player)
+}
+
+/// Connects a player of `game_id` with its token to `server`.
+pub async fn connect(server: &Server, joined: &Joined) -> Player {
+    let url = server.ws_url(&format!("/ws/{}?token={}", joined.game_id, joined.token));
+    try_connect(&url, None).await.expect("WebSocket connect")
+}
+
+impl Player {
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, msg: Value) {
+        self.send_text(&msg.to_string()).await;
+    }
+
+    pub async fn framed_send_binary(&mut self, bytes: Vec<u8>) {
+        self.framed
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn press(&mut self) {
+        self.send(json!({"type": "score_point"})).await;
+    }
+
+    /// The next JSON message (answering pings), or `None` on close/timeout.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = actix_rt::time::timeout(left, self.framed.next()).await.ok()??;
+            match frame {
+                Ok(Frame::Text(bytes)) => {
+                    let msg: Value = serde_json::from_slice(&bytes).expect("server sent bad JSON");
+                    self.record(&msg);
+                    return Some(msg);
+                }
+                Ok(Frame::Ping(p)) => {
+                    let _ = self.framed.send(Message::Pong(p)).await;
+                }
+                Ok(Frame::Close(reason)) => {
+                    self.closed = Some(reason);
+                    return None;
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn record(&mut self, msg: &Value) {
+        match msg["type"].as_str() {
+            Some("welcome") => {
+                self.game = msg["game"].clone();
+                self.history.push(msg["game"].clone());
+            }
+            Some("game_update") => {
+                self.history.push(msg["game"].clone());
+                let newer = msg["game"]["version"].as_u64() > self.game["version"].as_u64();
+                if newer {
+                    self.game = msg["game"].clone();
+                }
+            }
+            Some("error") => self.errors.push(msg.clone()),
+            Some("terminated") => self.terminated = true,
+            _ => {}
+        }
+    }
+
+    /// Reads until the drawn game satisfies `pred`; panics with the last state on timeout.
+    pub async fn wait_game(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.game) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() {
+                break;
+            }
+        }
+        assert!(
+            pred(&self.game),
+            "timed out waiting; last game seen: {}",
+            self.game
+        );
+        self.game.clone()
+    }
+
+    /// Reads until an error message arrives; returns it.
+    pub async fn wait_error(&mut self, timeout: Duration) -> Value {
+        let seen = self.errors.len();
+        let deadline = Instant::now() + timeout;
+        while self.errors.len() == seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() {
+                break;
+            }
+        }
+        assert!(self.errors.len() > seen, "no error message arrived");
+        self.errors.last().unwrap().clone()
+    }
+
+    /// Reads whatever arrives for `time` (keeps the connection serviced).
+    pub async fn drain(&mut self, time: Duration) {
+        let deadline = Instant::now() + time;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; returns the close reason.
+    pub async fn wait_close(&mut self, timeout: Duration) -> Option<awc::ws::CloseReason> {
+        let deadline = Instant::now() + timeout;
+        while self.closed.is_none() && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.next(left).await.is_none() && self.closed.is_none() {
+                break;
+            }
+        }
+        self.closed.clone().flatten()
+    }
+
+    pub fn score_of(&self, robot_id: &str) -> u64 {
+        robot(&self.game, robot_id)["score"].as_u64().unwrap()
+    }
+}
+
+pub fn robot<'a>(game: &'a Value, robot_id: &str) -> &'a Value {
+    game["robots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == robot_id)
+        .unwrap_or_else(|| panic!("robot {robot_id} not in {game}"))
+}
+
+pub fn state(game: &Value) -> &str {
+    game["state"].as_str().unwrap_or("")
+}
+
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("robot-race-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

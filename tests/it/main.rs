@@ -1,0 +1,6 @@
+//! Integration tests: one test binary, real processes (the `robot-race` binary, `redis-server`,
+//! nginx) on loopback ports, real HTTP and WebSocket clients.
+
+mod bad_input;
+mod helpers;
+mod single;
