@@ -541,6 +541,25 @@ impl Player {
         }
     }
 
+    /// Presses `n` times, one press every `every`, reading updates in between (as a browser
+    /// does), so the socket never backs up.
+    pub async fn press_paced(&mut self, n: usize, every: Duration) {
+        let mut next_press = Instant::now();
+        let mut sent = 0;
+        let deadline = Instant::now() + every * (n as u32) + SECS(30);
+        while sent < n && Instant::now() < deadline {
+            let now = Instant::now();
+            if now >= next_press {
+                self.press().await;
+                sent += 1;
+                next_press += every;
+            } else if self.next(next_press - now).await.is_none() && self.closed.is_some() {
+                panic!("the server closed the socket while pressing");
+            }
+        }
+        assert_eq!(sent, n, "could not send every press in time");
+    }
+
     /// Reads until the drawn game satisfies `pred`; panics with the last state on timeout.
     pub async fn wait_game(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
