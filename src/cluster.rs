@@ -219,13 +219,23 @@ pub struct Cluster {
 }
 
 /// Turns `-redis`/`REDIS_URL` (+ `-redis-password`) into a client; the error is for humans.
-pub fn redis_client(raw: &str, password: Option<&str>) -> Result<(Client, String), String> {
+pub fn redis_client(
+    raw: &str,
+    password: Option<&str>,
+    tls_insecure: bool,
+) -> Result<(Client, String), String> {
     use redis::IntoConnectionInfo;
-    let url = if raw.contains("://") {
+    let mut url = if raw.contains("://") {
         raw.to_owned()
     } else {
         format!("redis://{raw}")
     };
+    if tls_insecure && url.starts_with("rediss://") && !url.contains('#') {
+        if !url["rediss://".len()..].contains('/') {
+            url.push('/');
+        }
+        url.push_str("#insecure");
+    }
     let mut info = url
         .as_str()
         .into_connection_info()
@@ -841,23 +851,34 @@ mod tests {
 
     #[test]
     fn redis_addresses_parse_with_and_without_scheme() {
-        let (_, addr) = redis_client("localhost:6379", None).unwrap();
+        let (_, addr) = redis_client("localhost:6379", None, false).unwrap();
         assert_eq!(addr, "localhost:6379");
-        let (client, addr) = redis_client("redis://u:p@10.0.0.1:6380/2", None).unwrap();
+        let (client, addr) = redis_client("redis://u:p@10.0.0.1:6380/2", None, false).unwrap();
         assert_eq!(addr, "10.0.0.1:6380");
         assert_eq!(
             client.get_connection_info().redis_settings().password(),
             Some("p")
         );
-        let (client, _) = redis_client("127.0.0.1:6379", Some("pw")).unwrap();
+        let (client, _) = redis_client("127.0.0.1:6379", Some("pw"), false).unwrap();
         assert_eq!(
             client.get_connection_info().redis_settings().password(),
             Some("pw")
         );
-        let (_, addr) = redis_client("rediss://h.example:6380/#insecure", None).unwrap();
+        let (_, addr) = redis_client("rediss://h.example:6380/#insecure", None, false).unwrap();
         assert_eq!(addr, "h.example:6380");
-        assert!(redis_client("http://nope", None).is_err());
-        assert!(redis_client("redis://host:notaport", None).is_err());
+        assert!(redis_client("http://nope", None, false).is_err());
+        assert!(redis_client("redis://host:notaport", None, false).is_err());
+        // Heroku's REDIS_URL with the switch on: certificate checks off.
+        let insecure = |url: &str, on: bool| {
+            let (client, _) = redis_client(url, None, on).unwrap();
+            matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { insecure: true, .. }
+            )
+        };
+        assert!(insecure("rediss://:pw@ec2.example:21290", true));
+        assert!(insecure("rediss://:pw@ec2.example:21290/0", true));
+        assert!(!insecure("rediss://:pw@ec2.example:21290", false));
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub struct Config {
     )]
     pub redis_password: Option<String>,
 
+    /// Accept a self-signed certificate on a `rediss://` address (Heroku Redis needs this:
+    /// Heroku sets REDIS_URL itself, so this switch stands in for the `#insecure` fragment).
+    #[arg(long, env = "REDIS_TLS_INSECURE")]
+    pub redis_tls_insecure: bool,
+
     /// This server's id in the cluster (logs, /health, ownership). Random when not set.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,

@@ -472,7 +472,7 @@ async fn websocket(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Outbound>(SESSION_QUEUE);
     let id = state.hub.connect(&game_id, &robot_id, tx).await?;
-    log::debug!(
+    log::info!(
         "game {game_id}: robot {robot_id} connected from {} (session {id})",
         client_addr(&req, &state)
     );
@@ -521,11 +521,23 @@ fn is_unique_local(ip: IpAddr) -> bool {
     }
 }
 
-/// The client's address for logs: the forwarded one when a trusted proxy sent it.
+/// The client's address for logs: what a trusted proxy says (X-Real-IP, else the last hop of
+/// X-Forwarded-For, the one the proxy itself added: earlier hops are the client's word), else
+/// the peer.
 pub fn client_addr(req: &HttpRequest, state: &AppState) -> String {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
     if peer_trusted(req, state) {
-        if let Some(ip) = req.connection_info().realip_remote_addr() {
+        if let Some(ip) = header("x-real-ip") {
             return ip.to_owned();
+        }
+        if let Some(last) = header("x-forwarded-for").and_then(|v| v.rsplit(',').next()) {
+            return last.trim().to_owned();
         }
     }
     req.peer_addr()

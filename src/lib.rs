@@ -71,8 +71,12 @@ impl Application {
                 None
             }
             Some(raw) => {
-                let (client, addr) = cluster::redis_client(raw, config.redis_password.as_deref())
-                    .map_err(|e| config::ConfigError::Redis(raw.to_owned(), e))?;
+                let (client, addr) = cluster::redis_client(
+                    raw,
+                    config.redis_password.as_deref(),
+                    config.redis_tls_insecure,
+                )
+                .map_err(|e| config::ConfigError::Redis(raw.to_owned(), e))?;
                 Some(Cluster::new(
                     node_id.clone(),
                     client,
@@ -102,15 +106,17 @@ impl Application {
             allowed_origins: config.allowed_origins.clone(),
             trust_proxy: config.trust_proxy,
         });
-        let log_format = if config.trust_proxy {
-            r#"%{r}a "%r" %s %b %Dms"#
-        } else {
-            r#"%a "%r" %s %b %Dms"#
-        };
         let server = HttpServer::new(move || {
+            let log_state = state.clone();
             App::new()
                 .app_data(state.clone())
-                .wrap(Logger::new(log_format))
+                .wrap(
+                    // The client's address: from a trusted proxy's headers, else the peer.
+                    Logger::new(r#"%{client}xi "%r" %s %b %Dms"#)
+                        .custom_request_replace("client", move |req| {
+                            http::client_addr(req.request(), &log_state)
+                        }),
+                )
                 .configure(http::configure)
         })
         .keep_alive(http::KEEP_ALIVE)

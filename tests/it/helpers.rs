@@ -30,7 +30,11 @@ pub fn free_port() -> u16 {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn follow(&self, stream: impl std::io::Read + Send + 'static, tx: Option<mpsc::Sender<String>>) {
+    fn follow(
+        &self,
+        stream: impl std::io::Read + Send + 'static,
+        tx: Option<mpsc::Sender<String>>,
+    ) {
         let lines = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -47,7 +51,12 @@ impl Lines {
     }
 
     pub fn count(&self, needle: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn all(&self) -> String {
@@ -329,18 +338,30 @@ impl Redis {
     }
 
     pub fn get(&self, key: &str) -> Option<String> {
-        let mut conn = self.client().get_connection().expect("connect to test redis");
+        let mut conn = self
+            .client()
+            .get_connection()
+            .expect("connect to test redis");
         redis::cmd("GET").arg(key).query(&mut conn).expect("GET")
     }
 
     pub fn ttl(&self, key: &str) -> i64 {
-        let mut conn = self.client().get_connection().expect("connect to test redis");
+        let mut conn = self
+            .client()
+            .get_connection()
+            .expect("connect to test redis");
         redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL")
     }
 
     pub fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut conn = self.client().get_connection().expect("connect to test redis");
-        redis::cmd("KEYS").arg(pattern).query(&mut conn).expect("KEYS")
+        let mut conn = self
+            .client()
+            .get_connection()
+            .expect("connect to test redis");
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut conn)
+            .expect("KEYS")
     }
 }
 
@@ -372,7 +393,11 @@ impl Api {
             .await
             .expect("request");
         let status = res.status().as_u16();
-        let body = res.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null);
+        let body = res
+            .json::<Value>()
+            .limit(1 << 20)
+            .await
+            .unwrap_or(Value::Null);
         (status, body)
     }
 
@@ -384,7 +409,11 @@ impl Api {
             .await
             .expect("request");
         let status = res.status().as_u16();
-        let body = res.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null);
+        let body = res
+            .json::<Value>()
+            .limit(1 << 20)
+            .await
+            .unwrap_or(Value::Null);
         (status, body)
     }
 
@@ -401,7 +430,10 @@ impl Api {
 
     pub async fn join(&self, game_id: &str, name: &str) -> Joined {
         let (status, body) = self
-            .post_json(&format!("/api/games/{game_id}/players"), json!({"name": name}))
+            .post_json(
+                &format!("/api/games/{game_id}/players"),
+                json!({"name": name}),
+            )
             .await;
         assert_eq!(status, 201, "join {game_id} as {name}: {body}");
         joined(&body)
@@ -448,24 +480,33 @@ pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Player, WsEr
         req = req.origin(origin);
     }
     let (_res, framed) = req.connect().await?;
-    let mut player = Player {
-        framed,
-        robot_id: String::new(),
-        admin: false,
-        game: Value::Null,
-        history: Vec::new(),
-        errors: Vec::new(),
-        terminated: false,
-        closed: None,
-    };
-    let welcome = player
-        .next(Duration::from_secs(10))
-        .await
-        .expect("no welcome message");
-    assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
-    player.robot_id = welcome["robot_id"].as_str().unwrap().to_owned();
-    player.admin = welcome["admin"].as_bool().unwrap();
-    Ok(player)
+    Ok(Player::from_framed(framed).await)
+}
+
+impl Player {
+    /// Wraps an upgraded connection and reads its `welcome`.
+    pub async fn from_framed(
+        framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+    ) -> Player {
+        let mut player = Player {
+            framed,
+            robot_id: String::new(),
+            admin: false,
+            game: Value::Null,
+            history: Vec::new(),
+            errors: Vec::new(),
+            terminated: false,
+            closed: None,
+        };
+        let welcome = player
+            .next(Duration::from_secs(10))
+            .await
+            .expect("no welcome message");
+        assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
+        player.robot_id = welcome["robot_id"].as_str().unwrap().to_owned();
+        player.admin = welcome["admin"].as_bool().unwrap();
+        player
+    }
 }
 
 /// Connects a player of `game_id` with its token to `server`.
@@ -502,7 +543,9 @@ impl Player {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let frame = actix_rt::time::timeout(left, self.framed.next()).await.ok()??;
+            let frame = actix_rt::time::timeout(left, self.framed.next())
+                .await
+                .ok()??;
             match frame {
                 Ok(Frame::Text(bytes)) => {
                     let msg: Value = serde_json::from_slice(&bytes).expect("server sent bad JSON");

@@ -5,3 +5,4 @@ mod bad_input;
 mod helpers;
 mod single;
 mod cluster;
+mod deploy;
