@@ -683,6 +683,7 @@
         clearTimeout(copyTimer);
         copyTimer = setTimeout(function () { setText(el.copyInvite, "Copy invite link"); }, 2000);
       };
+      // the old way: select the field and copy; works on plain http too
       var fallback = function () {
         var ok = false;
         try {

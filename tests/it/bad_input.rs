@@ -24,21 +24,56 @@ async fn json_api_rejects_bad_bodies_with_error_codes() {
         }
     };
     let cases = [
-        ("application/json", b"{not json".to_vec(), 400, "bad_request"),
+        (
+            "application/json",
+            b"{not json".to_vec(),
+            400,
+            "bad_request",
+        ),
         ("application/json", b"".to_vec(), 400, "bad_request"),
         ("application/json", b"[1,2]".to_vec(), 400, "bad_request"),
-        ("application/json", br#"{"name": 7}"#.to_vec(), 400, "bad_request"),
-        ("text/plain", br#"{"name":"ann"}"#.to_vec(), 415, "unsupported_media_type"),
+        (
+            "application/json",
+            br#"{"name": 7}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "text/plain",
+            br#"{"name":"ann"}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
         (
             "application/json",
             format!(r#"{{"name":"{}"}}"#, "a".repeat(5000)).into_bytes(),
             413,
             "payload_too_large",
         ),
-        ("application/json", br#"{"name":""}"#.to_vec(), 422, "invalid_name"),
-        ("application/json", br#"{"name":"   "}"#.to_vec(), 422, "invalid_name"),
-        ("application/json", br#"{"name":"elevenchars"}"#.to_vec(), 422, "invalid_name"),
-        ("application/json", b"{\"name\":\"a\\u0007b\"}".to_vec(), 422, "invalid_name"),
+        (
+            "application/json",
+            br#"{"name":""}"#.to_vec(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            br#"{"name":"   "}"#.to_vec(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            br#"{"name":"elevenchars"}"#.to_vec(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            b"{\"name\":\"a\\u0007b\"}".to_vec(),
+            422,
+            "invalid_name",
+        ),
         (
             "application/json",
             br#"{"name":"ann","winning_score":4}"#.to_vec(),
@@ -53,9 +88,16 @@ async fn json_api_rejects_bad_bodies_with_error_codes() {
         ),
     ];
     for (content_type, body, status, code) in cases {
-        let shown = String::from_utf8_lossy(&body).chars().take(40).collect::<String>();
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(40)
+            .collect::<String>();
         let (got, json) = post_raw("/api/games", content_type, body).await;
-        assert_eq!((got, json["error"].as_str()), (status, Some(code)), "{shown}");
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (status, Some(code)),
+            "{shown}"
+        );
         assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // Unknown games and odd ids: 404 with the error body.
@@ -66,7 +108,11 @@ async fn json_api_rejects_bad_bodies_with_error_codes() {
         &format!("/api/games/{}", "x".repeat(300)),
     ] {
         let (status, body) = api.get_json(path).await;
-        assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "{path}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
     }
     let (status, body) = api
         .post_json("/api/games/NoSuchGame/players", json!({"name": "bob"}))
@@ -93,7 +139,10 @@ async fn websocket_refuses_missing_forged_and_cross_site() {
         (format!("{base}?token=garbage"), 401),
         // A valid token, but for another game.
         (format!("{base}?token={}", other.token), 401),
-        (server.ws_url(&format!("/ws/NoSuchGame?token={}", ann.token)), 401),
+        (
+            server.ws_url(&format!("/ws/NoSuchGame?token={}", ann.token)),
+            401,
+        ),
     ] {
         match try_connect(&url, None).await {
             Err(WsError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), status, "{url}"),
@@ -109,7 +158,9 @@ async fn websocket_refuses_missing_forged_and_cross_site() {
     }
     // The page's own origin is fine.
     let own = format!("http://{}", server.addr);
-    try_connect(&url, Some(&own)).await.expect("same-origin upgrade");
+    try_connect(&url, Some(&own))
+        .await
+        .expect("same-origin upgrade");
 }
 
 #[actix_rt::test]
@@ -134,16 +185,20 @@ async fn bad_frames_get_bad_message_and_change_nothing() {
         let err = admin.wait_error(SECS(5)).await;
         assert_eq!(err["error"], "bad_message", "{text:.40}");
     }
-    admin
-        .framed_send_binary(vec![0, 1, 2, 3])
-        .await;
+    admin.framed_send_binary(vec![0, 1, 2, 3]).await;
     assert_eq!(admin.wait_error(SECS(5)).await["error"], "bad_message");
 
     // Guests cannot start or reset.
     guest.send(json!({"type": "start_countdown"})).await;
-    assert_eq!(guest.wait_error(SECS(5)).await["error"], "permission_denied");
+    assert_eq!(
+        guest.wait_error(SECS(5)).await["error"],
+        "permission_denied"
+    );
     guest.send(json!({"type": "play_again"})).await;
-    assert_eq!(guest.wait_error(SECS(5)).await["error"], "permission_denied");
+    assert_eq!(
+        guest.wait_error(SECS(5)).await["error"],
+        "permission_denied"
+    );
     // Play again before a finish is refused too.
     admin.send(json!({"type": "play_again"})).await;
     assert_eq!(admin.wait_error(SECS(5)).await["error"], "invalid_state");
@@ -190,7 +245,10 @@ async fn presses_over_thirty_a_second_are_rate_limited() {
         .unwrap();
     // At most the burst plus what refilled while sending; never the 200 sent.
     let allowed = 30 + (started.elapsed().as_secs_f64() * 30.0).ceil() as u64;
-    assert!(score >= 30 && score <= allowed, "score {score}, allowed {allowed}");
+    assert!(
+        score >= 30 && score <= allowed,
+        "score {score}, allowed {allowed}"
+    );
 }
 
 /// A client that completes the upgrade and then never reads is dropped; the game goes on.
@@ -240,11 +298,15 @@ async fn a_client_that_stops_reading_is_dropped_and_the_game_goes_on() {
     assert!(total > 100, "the race barely moved: {total}");
     for p in players.iter_mut() {
         let v = expected["version"].as_u64().unwrap();
-        p.wait_game(SECS(10), |g| g["version"].as_u64() >= Some(v)).await;
+        p.wait_game(SECS(10), |g| g["version"].as_u64() >= Some(v))
+            .await;
     }
     let mut res = api.client.get(server.url("/metrics")).send().await.unwrap();
     let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-    assert!(text.contains("robot_race_sessions_dropped_slow_total 1"), "{text}");
+    assert!(
+        text.contains("robot_race_sessions_dropped_slow_total 1"),
+        "{text}"
+    );
 }
 
 /// Opens a WebSocket by hand with a tiny receive buffer and never reads from it.

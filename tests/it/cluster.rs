@@ -12,13 +12,18 @@ fn node(redis: &Redis, name: &str) -> Server {
     let server = Server::start(&["-redis", &redis.addr(), "-node-id", name]);
     assert!(
         server.logs.wait_for(
-            &format!("Connected to Redis at {} - multi-server mode enabled", redis.addr()),
+            &format!(
+                "Connected to Redis at {} - multi-server mode enabled",
+                redis.addr()
+            ),
             SECS(10)
         ),
         "{name} did not connect:\n{}",
         server.logs.all()
     );
-    assert!(server.logs.contains("Subscribed to Redis channels: [game:*]"));
+    assert!(server
+        .logs
+        .contains("Subscribed to Redis channels: [game:*]"));
     server
 }
 
@@ -129,7 +134,11 @@ async fn a_game_created_on_one_server_is_played_from_three() {
     assert_eq!(stats["games_created"], 2);
     let (_, health) = servers[1].api().get_json("/health").await;
     assert_eq!(
-        (health["mode"].as_str(), health["redis"].as_str(), health["node_id"].as_str()),
+        (
+            health["mode"].as_str(),
+            health["redis"].as_str(),
+            health["node_id"].as_str()
+        ),
         (Some("cluster"), Some("connected"), Some("node2"))
     );
 }
@@ -142,7 +151,12 @@ async fn no_press_is_lost_across_servers() {
     let admin = servers[0].api().create("p0", 1000, 3).await;
     let mut joined = vec![admin.clone()];
     for i in 1..9 {
-        joined.push(servers[i % 3].api().join(&admin.game_id, &format!("p{i}")).await);
+        joined.push(
+            servers[i % 3]
+                .api()
+                .join(&admin.game_id, &format!("p{i}"))
+                .await,
+        );
     }
     let mut players = Vec::new();
     for (i, j) in joined.iter().enumerate() {
@@ -178,14 +192,21 @@ async fn no_press_is_lost_across_servers() {
         assert_eq!(countdown_seen(p), [3, 2, 1, 0]);
         assert!(p.errors.is_empty(), "errors: {:?}", p.errors);
         // Each version arrived once: no update was relayed twice.
-        let mut versions: Vec<u64> = p.history.iter().map(|g| g["version"].as_u64().unwrap()).collect();
+        let mut versions: Vec<u64> = p
+            .history
+            .iter()
+            .map(|g| g["version"].as_u64().unwrap())
+            .collect();
         let n = versions.len();
         versions.dedup();
         assert_eq!(versions.len(), n, "a version arrived twice");
     }
     let saved = stored(&redis, &admin.game_id);
     assert!(every_robot_at(&saved), "stored: {saved}");
-    let versions: Vec<u64> = players.iter().map(|p| p.game["version"].as_u64().unwrap()).collect();
+    let versions: Vec<u64> = players
+        .iter()
+        .map(|p| p.game["version"].as_u64().unwrap())
+        .collect();
     assert!(versions.iter().all(|v| *v == versions[0]), "{versions:?}");
 }
 
@@ -193,7 +214,8 @@ async fn no_press_is_lost_across_servers() {
 async fn password_in_flag_env_and_url_and_a_wrong_one_is_a_warning() {
     let redis = Redis::start_with(&["--requirepass", "s3cret"]);
     let by_flag = Server::start(&["-redis", &redis.addr(), "-redis-password", "s3cret"]);
-    let by_env = Server::start_with_env(&["-redis", &redis.addr()], &[("REDIS_PASSWORD", "s3cret")]);
+    let by_env =
+        Server::start_with_env(&["-redis", &redis.addr()], &[("REDIS_PASSWORD", "s3cret")]);
     let url = format!("redis://:s3cret@{}/0", redis.addr());
     let by_url = Server::start(&["-redis", &url]);
     for s in [&by_flag, &by_env, &by_url] {
@@ -227,8 +249,15 @@ async fn tls_rediss_with_insecure_fragment_connects_and_verifies_otherwise() {
     let dir = temp_dir("tls");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -263,7 +292,10 @@ async fn tls_rediss_with_insecure_fragment_connects_and_verifies_otherwise() {
         insecure.logs.all()
     );
     let game = insecure.api().create("ann", 5, 0).await;
-    assert_eq!(insecure.api().game(&game.game_id).await["id"], game.game_id.as_str());
+    assert_eq!(
+        insecure.api().game(&game.game_id).await["id"],
+        game.game_id.as_str()
+    );
     // Without the fragment the self-signed certificate is checked, and refused.
     let strict = Server::start(&["-redis", &format!("rediss://127.0.0.1:{port}")]);
     assert!(
@@ -291,7 +323,10 @@ async fn redis_absent_at_start_then_started() {
     );
     let api = server.api();
     let (_, health) = api.get_json("/health").await;
-    assert_eq!((health["mode"].as_str(), health["redis"].as_str()), (Some("cluster"), Some("down")));
+    assert_eq!(
+        (health["mode"].as_str(), health["redis"].as_str()),
+        (Some("cluster"), Some("down"))
+    );
     // Playable alone meanwhile.
     let ann = api.create("ann", 5, 0).await;
     api.join(&ann.game_id, "bob").await;
@@ -311,7 +346,13 @@ async fn redis_absent_at_start_then_started() {
     {
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stored(&redis, &ann.game_id)["robots"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        stored(&redis, &ann.game_id)["robots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let (_, health) = api.get_json("/health").await;
     assert_eq!(health["redis"], "connected");
 }
@@ -324,11 +365,15 @@ async fn redis_killed_mid_race_and_restarted_empty() {
     let mut owner_side = connect(&servers[0], &ann).await;
     let mut other_side = connect(&servers[1], &bob).await;
     owner_side.send(json!({"type": "start_countdown"})).await;
-    owner_side.wait_game(SECS(5), |g| state(g) == "playing").await;
+    owner_side
+        .wait_game(SECS(5), |g| state(g) == "playing")
+        .await;
     owner_side.press_paced(5, Duration::from_millis(40)).await;
     other_side.press_paced(5, Duration::from_millis(40)).await;
     other_side
-        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 5 && g["robots"][1]["score"] == 5)
+        .wait_game(SECS(5), |g| {
+            g["robots"][0]["score"] == 5 && g["robots"][1]["score"] == 5
+        })
         .await;
 
     redis.kill();
@@ -347,11 +392,9 @@ async fn redis_killed_mid_race_and_restarted_empty() {
     redis.restart_empty();
     for s in &servers {
         assert!(
-            s.logs.wait_for_async(
-                &format!("Connected to Redis at {}", redis.addr()),
-                SECS(15)
-            )
-            .await
+            s.logs
+                .wait_for_async(&format!("Connected to Redis at {}", redis.addr()), SECS(15))
+                .await
         );
     }
     // Reconnected and re-saved: the state is back in the empty Redis.
@@ -392,7 +435,9 @@ async fn a_killed_owner_is_replaced_and_the_race_goes_on() {
         bob_ws.press_paced(10, Duration::from_millis(40)).await;
         ann_ws.press_paced(3, Duration::from_millis(40)).await;
         bob_ws
-            .wait_game(SECS(5), |g| g["robots"][1]["score"] == 10 && g["robots"][0]["score"] == 3)
+            .wait_game(SECS(5), |g| {
+                g["robots"][1]["score"] == 10 && g["robots"][0]["score"] == 3
+            })
             .await;
     }
     owner.kill();
@@ -401,7 +446,10 @@ async fn a_killed_owner_is_replaced_and_the_race_goes_on() {
     let game = bob_ws.wait_game(SECS(15), |g| state(g) == "finished").await;
     assert_eq!(game["winner"], bob.robot_id.as_str());
     assert_eq!(game["robots"][0]["score"], 3);
-    assert_eq!(redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(), Some("other"));
+    assert_eq!(
+        redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(),
+        Some("other")
+    );
     // Ann reconnects to the surviving server with her old token.
     let ann_ws = connect(&other, &ann_again).await;
     assert_eq!(ann_ws.game["winner"], bob.robot_id.as_str());
@@ -422,7 +470,10 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
         ann_ws.wait_close(SECS(5)).await.map(|r| r.code),
         Some(awc::ws::CloseCode::Away)
     );
-    assert!(redis.get(&format!("game_owner:{}", ann.game_id)).is_none(), "lease not released");
+    assert!(
+        redis.get(&format!("game_owner:{}", ann.game_id)).is_none(),
+        "lease not released"
+    );
     // Both players continue on the remaining server.
     let mut ann_ws = connect(&other, &ann).await;
     let mut bob_ws = connect(&other, &bob).await;
@@ -431,5 +482,8 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
     bob_ws.press_paced(5, Duration::from_millis(40)).await;
     let game = ann_ws.wait_game(SECS(5), |g| state(g) == "finished").await;
     assert_eq!(game["winner"], bob.robot_id.as_str());
-    assert_eq!(redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(), Some("staying"));
+    assert_eq!(
+        redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(),
+        Some("staying")
+    );
 }

@@ -63,7 +63,11 @@ async fn two_players_race_and_play_again() {
     players[0].press().await;
     players[0].send(json!({"type": "play_again"})).await;
     let reset = players[1].wait_game(SECS(5), |g| state(g) == "setup").await;
-    assert!(reset["robots"].as_array().unwrap().iter().all(|r| r["score"] == 0));
+    assert!(reset["robots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["score"] == 0));
     assert_eq!(reset["winner"], serde_json::Value::Null);
     assert_eq!(reset["leaderboard"][0]["wins"], 1);
     // A new robot may join the next round.
@@ -81,7 +85,11 @@ async fn two_players_race_and_play_again() {
     assert_eq!(wins, [1, 1, 0]);
     // Versions only rose on every screen.
     for p in &players {
-        let versions: Vec<u64> = p.history.iter().map(|g| g["version"].as_u64().unwrap()).collect();
+        let versions: Vec<u64> = p
+            .history
+            .iter()
+            .map(|g| g["version"].as_u64().unwrap())
+            .collect();
         assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
     }
 }
@@ -129,10 +137,18 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
     let mut lobby = http.get(server.url("/")).send().await.unwrap();
     let page = String::from_utf8(lobby.body().await.unwrap().to_vec()).unwrap();
     assert_eq!(lobby.status(), 200);
-    for text in ["Robot Race", "2 - 10 players", "First to the top wins!", "Start new game"] {
+    for text in [
+        "Robot Race",
+        "2 - 10 players",
+        "First to the top wins!",
+        "Start new game",
+    ] {
         assert!(page.contains(text), "lobby lacks {text:?}");
     }
-    assert!(!page.contains("http://") && !page.contains("https://"), "lobby loads from another host");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "lobby loads from another host"
+    );
 
     // Create: 303 to the race page with the player cookie.
     let res = http
@@ -141,7 +157,13 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let location = res.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let location = res
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let game_id = location.strip_prefix("/game/").unwrap().to_owned();
     let cookie = res.cookies().unwrap()[0].clone();
     assert!(cookie.http_only().unwrap_or(false));
@@ -153,13 +175,22 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
         .unwrap();
     assert_eq!(race.status(), 200);
     let page = String::from_utf8(race.body().await.unwrap().to_vec()).unwrap();
-    assert!(page.contains(&game_id) && page.contains(r#"data-admin="true""#), "{page}");
-    assert!(!page.contains(cookie.value()), "the race page must not show the token");
+    assert!(
+        page.contains(&game_id) && page.contains(r#"data-admin="true""#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(cookie.value()),
+        "the race page must not show the token"
+    );
 
     // Without the cookie: sent to the join form.
     let res = http.get(server.url(&location)).send().await.unwrap();
     assert_eq!(res.status(), 303);
-    assert_eq!(res.headers().get("location").unwrap(), format!("/join/{game_id}").as_str());
+    assert_eq!(
+        res.headers().get("location").unwrap(),
+        format!("/join/{game_id}").as_str()
+    );
 
     // The join form shows the player count, and joining works the same way.
     let mut join = http
@@ -194,7 +225,10 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
         .connect()
         .await
         .expect("ws with cookie");
-    let frame = futures_util::StreamExt::next(&mut framed).await.unwrap().unwrap();
+    let frame = futures_util::StreamExt::next(&mut framed)
+        .await
+        .unwrap()
+        .unwrap();
     let awc::ws::Frame::Text(text) = frame else {
         panic!("expected a text frame")
     };
@@ -219,8 +253,15 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
         .unwrap();
     assert_eq!(bad.status(), 422);
     let page = String::from_utf8(bad.body().await.unwrap().to_vec()).unwrap();
-    assert!(!page.contains("<script>alert(1)"), "names are escaped: {page}");
-    let mut missing = http.get(server.url("/join/NoSuchGame")).send().await.unwrap();
+    assert!(
+        !page.contains("<script>alert(1)"),
+        "names are escaped: {page}"
+    );
+    let mut missing = http
+        .get(server.url("/join/NoSuchGame"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let page = String::from_utf8(missing.body().await.unwrap().to_vec()).unwrap();
     assert!(page.contains(r#"href="/""#));
@@ -241,14 +282,19 @@ async fn a_game_in_progress_refuses_joins_by_form_and_api() {
     let mut admin = connect(&server, &ann).await;
     let _guest = connect(&server, &bob).await;
     admin.send(json!({"type": "start_countdown"})).await;
-    admin.wait_game(SECS(5), |g| state(g) == "counting_down").await;
+    admin
+        .wait_game(SECS(5), |g| state(g) == "counting_down")
+        .await;
     let (status, body) = api
         .post_json(
             &format!("/api/games/{}/players", ann.game_id),
             json!({"name": "late"}),
         )
         .await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("game_in_progress")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("game_in_progress"))
+    );
     let mut res = api
         .client
         .post(server.url(&format!("/join/{}", ann.game_id)))
@@ -285,7 +331,9 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
         .status();
     let reason = player.wait_close(SECS(10)).await;
     assert_eq!(reason.map(|r| r.code), Some(awc::ws::CloseCode::Away));
-    let status = server.wait_exit(SECS(10)).expect("did not exit after SIGTERM");
+    let status = server
+        .wait_exit(SECS(10))
+        .expect("did not exit after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < SECS(8), "took {:?}", started.elapsed());
     assert!(server.logs.contains("Shutting down"));
@@ -324,7 +372,10 @@ async fn health_metrics_and_stats() {
 
 #[test]
 fn help_lists_every_flag_with_its_env_and_bad_redis_urls_fail_at_start() {
-    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for (flag, env) in [
         ("--addr", "ADDR"),
@@ -338,7 +389,10 @@ fn help_lists_every_flag_with_its_env_and_bad_redis_urls_fail_at_start() {
         ("--trust-proxy", "TRUST_PROXY"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
-        assert!(help.contains(&format!("env: {env}")), "--help lacks env {env}:\n{help}");
+        assert!(
+            help.contains(&format!("env: {env}")),
+            "--help lacks env {env}:\n{help}"
+        );
     }
     let out = std::process::Command::new(BIN)
         .args(["-addr", "127.0.0.1:0", "-redis", "redis://host:notaport"])
