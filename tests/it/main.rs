@@ -2,7 +2,8 @@
 //! nginx) on loopback ports, real HTTP and WebSocket clients.
 
 mod bad_input;
-mod helpers;
-mod single;
+mod browser;
 mod cluster;
 mod deploy;
+mod helpers;
+mod single;
