@@ -32,7 +32,7 @@ fn require_browser() {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with \
-         `{INSTALL}` (or run .ci/run, which does)."
+         `{INSTALL}` (or run scripts/test, which does)."
     );
     let driver = Command::new(CHROMEDRIVER)
         .arg("--version")
@@ -42,7 +42,7 @@ fn require_browser() {
     assert!(
         driver.is_ok_and(|s| s.success()),
         "`{CHROMEDRIVER}` is missing: the browser tests need it. Install it with `{INSTALL}` \
-         (or run .ci/run, which does)."
+         (or run scripts/test, which does)."
     );
 }
 
@@ -116,7 +116,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The group id is chromedriver's pid (process_group(0)); Chromium inherits it.
+        // The group id is chromedriver's pid (process_group(0)); Chromium inherits it. (Its
+        // crashpad handlers run in their own sessions and exit by themselves once it is gone.)
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
@@ -140,6 +141,8 @@ struct Browser {
     who: String,
     /// When this browser last pressed (presses are paced under the server's rate limit).
     last_press: Instant,
+    /// When it was launched (for the timeline printed with a failure).
+    started: Instant,
     driver: Driver,
 }
 
@@ -153,6 +156,7 @@ impl Browser {
     }
 
     async fn launch(scenario: &str, who: &str, phone: bool) -> Browser {
+        let started = Instant::now();
         let driver = Driver::start(&format!("{scenario}-{who}"));
         let mut args = vec![
             "--headless".to_owned(),
@@ -215,12 +219,30 @@ impl Browser {
             scenario: scenario.to_owned(),
             who: who.to_owned(),
             last_press: Instant::now(),
+            started,
             driver,
         }
+        .log("browser up")
+    }
+
+    /// A line of the test's timeline (shown by the test harness when the test fails).
+    fn log(self, what: &str) -> Self {
+        self.note(what);
+        self
+    }
+
+    fn note(&self, what: &str) {
+        eprintln!(
+            "[{} {} +{:.1}s] {what}",
+            self.scenario,
+            self.who,
+            self.started.elapsed().as_secs_f64()
+        );
     }
 
     /// Ends the WebDriver session (Chromium quits); the driver's group is killed on drop.
     async fn close(self) {
+        self.note("closing");
         let Browser { client, driver, .. } = self;
         let _ = actix_rt::time::timeout(SECS(10), client.close()).await;
         drop(driver);
@@ -257,6 +279,7 @@ impl Browser {
         assert!(png.starts_with(b"\x89PNG"), "a screenshot is not a PNG");
         let path = e2e_dir().join(format!("{}-{moment}.png", self.scenario));
         std::fs::write(&path, png).expect("write screenshot");
+        self.note(&format!("screenshot {}", path.display()));
         path
     }
 
@@ -269,6 +292,7 @@ impl Browser {
     /// Polls the page until `pred` holds (bounded); on timeout saves a screenshot and panics
     /// with what the page showed last.
     async fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.note(&format!("waiting for {what}"));
         let deadline = Instant::now() + timeout;
         let mut last: Value;
         loop {
@@ -454,6 +478,7 @@ function snapshot() {
   document.querySelectorAll("#leaderboard li").forEach(function (li) { board.push(li.textContent); });
   return {
     path: location.pathname,
+    origin: location.origin,
     ready: document.readyState,
     title: document.title,
     body: document.body ? document.body.innerText.trim().slice(0, 600) : "",
@@ -479,10 +504,12 @@ function snapshot() {
 
 /// Records every text of `#status`, every visible text of `#countdown` and every show/hide of
 /// `#connection`, so short-lived states (a 1 s countdown step, a quick reconnect) are not missed
-/// between two polls.
+/// between two polls; and any uncaught script error from then on.
 const RECORDER: &str = r##"
 if (window.__e2e) return true;
-var log = window.__e2e = { status: [], countdown: [], connection: [] };
+var log = window.__e2e = { status: [], countdown: [], connection: [], errors: [] };
+window.addEventListener("error", function (e) { log.errors.push(String(e.message)); });
+window.addEventListener("unhandledrejection", function (e) { log.errors.push(String(e.reason)); });
 function push(list, v) { if (list[list.length - 1] !== v) list.push(v); }
 var status = document.getElementById("status");
 var cd = document.getElementById("countdown");
@@ -600,6 +627,12 @@ async fn join_game(b: &Browser, invite: &str, name: &str, players_before: usize)
     .await;
 }
 
+/// The same link on another server of the cluster.
+fn on_server(link: &str, server: &Server) -> String {
+    let path = &link[link.find("/join/").expect("an invite link")..];
+    server.url(path)
+}
+
 /// The invite link the admin's page shows, checked against the address it was served from.
 async fn invite_link(b: &Browser, server: &Server, game_id: &str) -> String {
     let snap = b
@@ -687,6 +720,17 @@ async fn countdown(pages: &[&Browser], tap: bool) {
 /// Both players race with the space bar: `winner` presses to the top, `loser` presses once for
 /// every three of the winner's. Returns the loser's presses. Saves race and winner screenshots.
 async fn space_race(winner: &mut Browser, loser: &mut Browser) -> u64 {
+    for p in [&*winner, &*loser] {
+        // the keys go to the focused element: the page itself, not a field or a button
+        let focus = p
+            .js("return document.activeElement === document.body;", vec![])
+            .await;
+        assert_eq!(
+            focus, true,
+            "{}: something other than the page has the focus",
+            p.who
+        );
+    }
     let mut loser_presses = 0;
     for i in 0..WIN {
         // the loser first: its presses all land before the winner's last one ends the race
@@ -736,6 +780,12 @@ async fn assert_winner(pages: &[&Browser], winner: &str, names: &[&str]) {
             );
         }
         p.assert_lanes_drawn(names.len(), "the finish").await;
+        assert_eq!(
+            snap["recorded"]["errors"],
+            json!([]),
+            "{}: script errors on the race page",
+            p.who
+        );
     }
 }
 
@@ -778,8 +828,8 @@ async fn two_player_round(scenario: &str, home: &Server, away: &Server, guest_wi
     let mut bob = Browser::desktop(scenario, "bob").await;
     let game_id = create_game(&ann, home, "Ann").await;
     let link = invite_link(&ann, home, &game_id).await;
-    let guest_link = link.replace(&home.port().to_string(), &away.port().to_string());
-    join_game(&bob, &guest_link, "Bob", 1).await;
+    join_game(&bob, &on_server(&link, away), "Bob", 1).await;
+    assert_eq!(bob.snapshot().await.unwrap()["origin"], away.url(""));
     for p in [&ann, &bob] {
         p.wait("both lanes", SECS(10), |s| {
             text(s, "players") == "Players 2/10"
@@ -888,9 +938,7 @@ async fn browser_reconnect_after_server_restart() {
     let mut ann = Browser::desktop("reconnect", "ann").await;
     let mut bob = Browser::desktop("reconnect", "bob").await;
     let game_id = create_game(&ann, &one, "Ann").await;
-    let link = invite_link(&ann, &one, &game_id)
-        .await
-        .replace(&one.port().to_string(), &two.port().to_string());
+    let link = on_server(&invite_link(&ann, &one, &game_id).await, &two);
     join_game(&bob, &link, "Bob", 1).await;
     let ann_id = ann.snapshot().await.unwrap()["robot_id"]
         .as_str()
@@ -935,8 +983,7 @@ async fn browser_reconnect_after_server_restart() {
             s["connected"] == true
                 && !visible(s, "connection")
                 && s["recorded"]["connection"].as_array().is_some_and(|log| {
-                    log.first().is_some_and(|v| v == "shown")
-                        && log.last().is_some_and(|v| v == "hidden")
+                    log.iter().any(|v| v == "shown") && log.last().is_some_and(|v| v == "hidden")
                 })
         })
         .await;
