@@ -89,16 +89,23 @@ if not o then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0";
 
 /// Who owns the game? Claims it when nobody does or its owner's inbox has no listener.
-/// Returns {0} (no such game), {1, state} (claimed, or already ours), {2, owner}.
+/// A missing state is restored from ARGV[3] when one is given (a replica's copy, after Redis
+/// lost the game and its owner did not save it again in time).
+/// Returns {0, ''} (no such game), {1, state} (claimed, or already ours), {2, owner}.
 const CLAIM_LUA: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] then
   local subs = redis.call('PUBSUB', 'NUMSUB', 'node:' .. o)
   if tonumber(subs[2]) > 0 then return {2, o} end
 end
+local state = redis.call('GET', KEYS[2])
+if not state then
+  if ARGV[3] == '' then return {0, ''} end
+  state = ARGV[3]
+  redis.call('SET', KEYS[2], state, 'EX', ARGV[4])
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, redis.call('GET', KEYS[2])}";
+return {1, state}";
 
 /// Give a game up (shutdown), only if it is still ours.
 const RELEASE_LUA: &str = r"
@@ -445,12 +452,13 @@ impl Cluster {
         Ok(json.and_then(|j| parse_stored(game_id, &j)))
     }
 
-    /// Finds the game's owner, taking the game over when nobody (alive) owns it.
-    pub async fn claim(&self, game_id: &str) -> Resolution {
+    /// Finds the game's owner, taking the game over when nobody (alive) owns it. With a
+    /// `fallback`, a game Redis lost is restored from it.
+    pub async fn claim(&self, game_id: &str, fallback: Option<&Game>) -> Resolution {
         let Some(mut conn) = self.conn() else {
             return Resolution::Failed;
         };
-        let result: RedisResult<(u8, Option<String>)> = self
+        let result: RedisResult<(u8, String)> = self
             .inner
             .scripts
             .claim
@@ -458,14 +466,16 @@ impl Cluster {
             .key(state_key(game_id))
             .arg(&self.inner.node_id)
             .arg(self.lease_ms())
+            .arg(fallback.map(Game::stored_json).unwrap_or_default())
+            .arg(STATE_TTL_SECS)
             .invoke_async(&mut conn)
             .await;
         match result {
-            Ok((1, Some(json))) => match parse_stored(game_id, &json) {
+            Ok((1, json)) => match parse_stored(game_id, &json) {
                 Some(game) => Resolution::Claimed(Box::new(game)),
                 None => Resolution::Gone,
             },
-            Ok((2, Some(owner))) => Resolution::OwnedBy(owner),
+            Ok((2, owner)) => Resolution::OwnedBy(owner),
             Ok(_) => Resolution::Gone,
             Err(e) => {
                 self.failed("claim", &e);

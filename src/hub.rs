@@ -115,6 +115,9 @@ struct Entry {
     pending: Vec<InboxMsg>,
     /// A claim/probe for this game is under way.
     resolving: bool,
+    /// Since when Redis has not had this replica's game (it restarted empty, or the game
+    /// ended while we were cut off). After `missing_grace` we restore it from our copy.
+    missing_since: Option<Instant>,
 }
 
 impl Entry {
@@ -126,6 +129,7 @@ impl Entry {
             last_action: Instant::now(),
             pending: Vec::new(),
             resolving: false,
+            missing_since: None,
         }
     }
 }
@@ -308,7 +312,7 @@ impl HubHandle {
             game_id: game_id.to_owned(),
         })
         .await;
-        let loaded = match cluster.claim(game_id).await {
+        let loaded = match cluster.claim(game_id, None).await {
             Resolution::Claimed(game) => Ok((*game, None)),
             Resolution::OwnedBy(owner) => match cluster.load_state(game_id).await {
                 Ok(Some(game)) => Ok((game, Some(owner))),
@@ -434,6 +438,9 @@ pub struct Hub {
     idle_timeout: Duration,
     /// How often to expire idle games, renew leases and check on other owners.
     sweep_every: Duration,
+    /// How long a replica waits for the owner to save a game Redis lost before restoring it
+    /// from its own copy (an owner that is alive reconnects and saves well within this).
+    missing_grace: Duration,
     stopping: bool,
 }
 
@@ -466,6 +473,7 @@ impl Hub {
             sweep_every: (idle_timeout / 4)
                 .min(lease / 3)
                 .clamp(Duration::from_millis(100), Duration::from_secs(2)),
+            missing_grace: lease * 3,
             stopping: false,
         };
         (hub, handle)
@@ -1003,9 +1011,15 @@ impl Hub {
             return;
         }
         entry.resolving = true;
+        let fallback = match (&entry.game, entry.missing_since) {
+            (Some(game), Some(since)) if since.elapsed() >= self.missing_grace => {
+                Some(game.clone())
+            }
+            _ => None,
+        };
         let (cluster, tx, game_id) = (cluster.clone(), self.tx.clone(), game_id.to_owned());
         tokio::spawn(async move {
-            let outcome = cluster.claim(&game_id).await;
+            let outcome = cluster.claim(&game_id, fallback.as_ref()).await;
             let _ = tx.send(Command::Resolved { game_id, outcome }).await;
         });
     }
@@ -1015,6 +1029,9 @@ impl Hub {
             return;
         };
         entry.resolving = false;
+        if !matches!(outcome, Resolution::Gone | Resolution::Failed) {
+            entry.missing_since = None;
+        }
         match outcome {
             Resolution::Claimed(game) => self.take_over(game_id, *game),
             Resolution::OwnedBy(owner) => {
@@ -1023,9 +1040,20 @@ impl Hub {
                     self.flush_pending(game_id);
                 }
             }
+            // Redis does not have it. With a copy here, do not end a game players are in:
+            // its owner may be about to save it again (Redis restarted empty); the sweep
+            // asks again, and after a grace period restores it from our copy.
+            Resolution::Gone if entry.game.is_some() && entry.role != Role::Owner => {
+                if entry.missing_since.is_none() {
+                    log::warn!(
+                        "game {game_id}: missing from Redis; waiting for its owner to save it"
+                    );
+                    entry.missing_since = Some(Instant::now());
+                }
+            }
             Resolution::Gone => {
                 if entry.role != Role::Owner {
-                    log::info!("game {game_id}: no longer stored in Redis; ending it here");
+                    log::info!("game {game_id}: not stored in Redis; ending it here");
                     self.end(game_id);
                 }
             }

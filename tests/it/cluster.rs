@@ -61,6 +61,12 @@ async fn a_game_created_on_one_server_is_played_from_three() {
     let (redis, servers) = cluster(3);
     let ann = servers[0].api().create("ann", 5, 3).await;
     let bob = servers[1].api().join(&ann.game_id, "bob").await;
+    // An unknown game is a 404 on every server, not a server error.
+    let (status, body) = servers[2]
+        .api()
+        .post_json("/api/games/NoSuchGame/players", json!({"name": "x"}))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     // The browser flow on a second server: join form → cookie → race page on that server.
     let http = awc::Client::builder().disable_redirects().finish();
     let mut join_page = http
@@ -486,4 +492,134 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
         redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(),
         Some("staying")
     );
+}
+
+/// An idle game ends on every server: players on the owner and elsewhere are told, and
+/// its keys are gone.
+#[actix_rt::test]
+async fn an_idle_game_ends_on_every_server() {
+    let redis = Redis::start();
+    let args = |name: &str| {
+        vec![
+            "-redis".to_owned(),
+            redis.addr(),
+            "-node-id".to_owned(),
+            name.to_owned(),
+            "-idle-timeout-secs".to_owned(),
+            "2".to_owned(),
+        ]
+    };
+    let start = |name: &str| {
+        let a = args(name);
+        let s = Server::start(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
+        s
+    };
+    let (owner, other) = (start("owner"), start("other"));
+    let ann = owner.api().create("ann", 5, 0).await;
+    let bob = other.api().join(&ann.game_id, "bob").await;
+    let mut ann_ws = connect(&owner, &ann).await;
+    let mut bob_ws = connect(&other, &bob).await;
+    for p in [&mut ann_ws, &mut bob_ws] {
+        p.wait_close(SECS(15)).await;
+        assert!(p.terminated, "no terminated message");
+    }
+    assert!(redis.get(&format!("game_state:{}", ann.game_id)).is_none());
+    assert!(redis.get(&format!("game_owner:{}", ann.game_id)).is_none());
+    let (status, _) = other
+        .api()
+        .get_json(&format!("/api/games/{}", ann.game_id))
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// Redis restarts empty while the owner is frozen (SIGSTOP): the other server reconnects
+/// first and finds the game missing. It must not end the game; the owner, once back, saves
+/// it again and the race goes on with the owner's scores.
+#[actix_rt::test]
+async fn a_replica_waits_for_the_owner_when_redis_comes_back_empty() {
+    let mut redis = Redis::start();
+    let owner = node(&redis, "owner");
+    let other = node(&redis, "other");
+    let ann = owner.api().create("ann", 20, 0).await;
+    let bob = other.api().join(&ann.game_id, "bob").await;
+    let mut ann_ws = connect(&owner, &ann).await;
+    let mut bob_ws = connect(&other, &bob).await;
+    ann_ws.send(json!({"type": "start_countdown"})).await;
+    bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+    ann_ws.press_paced(4, Duration::from_millis(40)).await;
+    bob_ws
+        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 4)
+        .await;
+
+    signal(&owner, "STOP");
+    redis.restart_empty();
+    assert!(
+        other
+            .logs
+            .wait_for_async("waiting for its owner to save it", SECS(15))
+            .await,
+        "{}",
+        other.logs.all()
+    );
+    signal(&owner, "CONT");
+    // The owner reconnects and saves; bob's presses reach it; nobody was sent away.
+    bob_ws.press_paced(20, Duration::from_millis(40)).await;
+    let game = bob_ws.wait_game(SECS(20), |g| state(g) == "finished").await;
+    assert_eq!(game["winner"], bob.robot_id.as_str());
+    assert_eq!(game["robots"][0]["score"], 4);
+    assert!(!bob_ws.terminated);
+    assert_eq!(stored(&redis, &ann.game_id)["state"], "finished");
+}
+
+/// Redis comes back empty and the owner is dead: the other server restores the game from
+/// its own copy after the grace period, and its players race on.
+#[actix_rt::test]
+async fn a_lost_game_is_restored_from_a_replica_when_its_owner_is_dead() {
+    let mut redis = Redis::start();
+    let lease = ["-owner-lease-ms", "1000"];
+    let start = |name: &str, redis: &Redis| {
+        let s = Server::start(&[
+            "-redis",
+            &redis.addr(),
+            "-node-id",
+            name,
+            lease[0],
+            lease[1],
+        ]);
+        assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
+        s
+    };
+    let mut owner = start("owner", &redis);
+    let other = start("other", &redis);
+    let ann = owner.api().create("ann", 10, 0).await;
+    let bob = other.api().join(&ann.game_id, "bob").await;
+    let mut bob_ws = connect(&other, &bob).await;
+    let mut ann_ws = connect(&owner, &ann).await;
+    ann_ws.send(json!({"type": "start_countdown"})).await;
+    bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+    ann_ws.press_paced(3, Duration::from_millis(40)).await;
+    bob_ws
+        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 3)
+        .await;
+    owner.kill();
+    redis.restart_empty();
+    bob_ws.press_paced(10, Duration::from_millis(40)).await;
+    let game = bob_ws.wait_game(SECS(30), |g| state(g) == "finished").await;
+    assert_eq!(game["winner"], bob.robot_id.as_str());
+    assert_eq!(game["robots"][0]["score"], 3);
+    assert_eq!(
+        redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(),
+        Some("other")
+    );
+}
+
+fn signal(server: &Server, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
 }
