@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::Logger;
+use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::cluster::Cluster;
@@ -117,6 +117,7 @@ impl Application {
                             http::client_addr(req.request(), &log_state)
                         }),
                 )
+                .wrap(security_headers())
                 .configure(http::configure)
         })
         .keep_alive(http::KEEP_ALIVE)
@@ -155,6 +156,20 @@ impl Application {
         });
         self.server.await
     }
+}
+
+/// Pages load only our own scripts, styles and fonts, talk only to our own WebSocket, and may
+/// not be framed by other sites.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Frame-Options", "DENY"))
 }
 
 async fn stop(hub: HubHandle, server: ServerHandle) {

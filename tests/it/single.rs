@@ -137,6 +137,12 @@ async fn browser_form_flow_sets_cookies_and_redirects() {
     let mut lobby = http.get(server.url("/")).send().await.unwrap();
     let page = String::from_utf8(lobby.body().await.unwrap().to_vec()).unwrap();
     assert_eq!(lobby.status(), 200);
+    let csp = lobby.headers().get("content-security-policy").unwrap();
+    assert!(csp.to_str().unwrap().contains("default-src 'self'"));
+    assert_eq!(
+        lobby.headers().get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
     for text in [
         "Robot Race",
         "2 - 10 players",
