@@ -388,7 +388,7 @@
         var entry = board[i] || {};
         var li = document.createElement("li");
         var wins = Number(entry.wins) || 0;
-        li.textContent = String(entry.name) + " \u2014 " + wins + " wins";
+        li.textContent = String(entry.name) + " \u2014 " + wins + (wins === 1 ? " win" : " wins");
         if (entry.robot_id === myId) li.className = "neon-cyan";
         list.appendChild(li);
       }
