@@ -129,6 +129,10 @@ impl Drop for Driver {
     }
 }
 
+/// How often a wait looks at the page again. Short-lived states (a countdown step, a quick
+/// reconnect) are caught by the in-page recorder, not by polling fast.
+const POLL: Duration = Duration::from_millis(100);
+
 /// Phone-sized viewport with touch (Chrome's mobile emulation).
 const PHONE: (u32, u32) = (375, 667);
 
@@ -311,7 +315,7 @@ impl Browser {
                     shot.display()
                 );
             }
-            actix_rt::time::sleep(Duration::from_millis(40)).await;
+            actix_rt::time::sleep(POLL).await;
         }
     }
 
@@ -369,7 +373,7 @@ impl Browser {
                     shot.display()
                 );
             }
-            actix_rt::time::sleep(Duration::from_millis(40)).await;
+            actix_rt::time::sleep(POLL).await;
         }
     }
 
@@ -442,24 +446,31 @@ impl Browser {
     }
 
     /// Asserts that lane i shows the robot colour of lane i (cyan, magenta, yellow…), in the
-    /// canvas pixels, not just in the DOM.
+    /// canvas pixels, not just in the DOM. The page redraws on the next animation frame after
+    /// an update, so this polls (bounded) until the drawing has caught up.
     async fn assert_lanes_drawn(&self, lanes: usize, moment: &str) {
-        let counts = self.lane_colors().await;
-        assert_eq!(
-            counts.len(),
-            lanes,
-            "{}: lanes at {moment}: {counts:?}",
-            self.who
-        );
-        for (i, lane) in counts.iter().enumerate() {
-            let colour = ["cyan", "magenta", "yellow"][i % 3];
-            let n = lane[colour].as_u64().unwrap_or(0);
-            assert!(
-                n >= 100,
-                "{}: lane {i} should show a {colour} robot at {moment}; pixels counted per \
-                 lane: {counts:?}",
-                self.who
-            );
+        let deadline = Instant::now() + SECS(5);
+        loop {
+            let counts = self.lane_colors().await;
+            let drawn = counts.len() == lanes
+                && counts.iter().enumerate().all(|(i, lane)| {
+                    let colour = ["cyan", "magenta", "yellow"][i % 3];
+                    lane[colour].as_u64().unwrap_or(0) >= 100
+                });
+            if drawn {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let shot = self.screenshot(&format!("FAILED-{}", self.who)).await;
+                panic!(
+                    "{}: at {moment}, lane i should show robot colour i (cyan, magenta, \
+                     yellow) for {lanes} lanes; pixels counted per lane: {counts:?}\n\
+                     Screenshot: {}",
+                    self.who,
+                    shot.display()
+                );
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -678,7 +689,7 @@ async fn countdown(pages: &[&Browser], tap: bool) {
             Instant::now() < deadline,
             "the race did not start within 15 s; the pages show: {snaps:#?}"
         );
-        actix_rt::time::sleep(Duration::from_millis(30)).await;
+        actix_rt::time::sleep(POLL).await;
     }
     for p in pages {
         let log = p.recorded().await;
