@@ -177,6 +177,10 @@ impl Browser {
             "--disable-domain-reliability".to_owned(),
             "--no-pings".to_owned(),
             "--password-store=basic".to_owned(),
+            // Traffic stays on loopback: Chromium still tries Google hosts (accounts, update,
+            // optimization hints) despite the flags above; no name resolves, so no DNS query
+            // leaves the machine. The pages are on 127.0.0.1, which needs no resolving.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1".to_owned(),
             // Two browsers race side by side: neither may be throttled as a background page.
             "--disable-background-timer-throttling".to_owned(),
             "--disable-renderer-backgrounding".to_owned(),
