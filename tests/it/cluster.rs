@@ -16,7 +16,7 @@ fn node(redis: &Redis, name: &str) -> Server {
                 "Connected to Redis at {} - multi-server mode enabled",
                 redis.addr()
             ),
-            SECS(10)
+            SECS(20)
         ),
         "{name} did not connect:\n{}",
         server.logs.all()
@@ -104,13 +104,13 @@ async fn a_game_created_on_one_server_is_played_from_three() {
         connect(&servers[1], &cy).await,
     ];
     for p in players.iter_mut() {
-        p.wait_game(SECS(5), |g| g["robots"].as_array().unwrap().len() == 3)
+        p.wait_game(SECS(15), |g| g["robots"].as_array().unwrap().len() == 3)
             .await;
     }
     // The admin starts from server 3; the owner (server 1) runs one countdown.
     players[0].send(json!({"type": "start_countdown"})).await;
     for p in players.iter_mut() {
-        p.wait_game(SECS(10), |g| state(g) == "playing").await;
+        p.wait_game(SECS(20), |g| state(g) == "playing").await;
     }
     for p in &players {
         assert_eq!(countdown_seen(p), [3, 2, 1, 0], "{:?}", p.history);
@@ -120,14 +120,14 @@ async fn a_game_created_on_one_server_is_played_from_three() {
     }
     let winner = players[1].robot_id.clone();
     for p in players.iter_mut() {
-        let game = p.wait_game(SECS(10), |g| state(g) == "finished").await;
+        let game = p.wait_game(SECS(20), |g| state(g) == "finished").await;
         assert_eq!(game["winner"], winner.as_str());
         assert_eq!(game["leaderboard"][0]["robot_id"], winner.as_str());
     }
     // Play again from server 3 too.
     players[0].send(json!({"type": "play_again"})).await;
     for p in players.iter_mut() {
-        p.wait_game(SECS(10), |g| state(g) == "setup").await;
+        p.wait_game(SECS(20), |g| state(g) == "setup").await;
     }
     let saved = stored(&redis, &ann.game_id);
     assert_eq!(saved["state"], "setup");
@@ -169,14 +169,14 @@ async fn no_press_is_lost_across_servers() {
         players.push(connect(&servers[i % 3], j).await);
     }
     for p in players.iter_mut() {
-        p.wait_game(SECS(5), |g| g["robots"].as_array().unwrap().len() == 9)
+        p.wait_game(SECS(15), |g| g["robots"].as_array().unwrap().len() == 9)
             .await;
     }
     players[0].send(json!({"type": "start_countdown"})).await;
     join_all(
         players
             .iter_mut()
-            .map(|p| p.wait_game(SECS(10), |g| state(g) == "playing")),
+            .map(|p| p.wait_game(SECS(20), |g| state(g) == "playing")),
     )
     .await;
     // 25 presses a second each: just under the 30/s limit, all nine at once.
@@ -226,7 +226,7 @@ async fn password_in_flag_env_and_url_and_a_wrong_one_is_a_warning() {
     let by_url = Server::start(&["-redis", &url]);
     for s in [&by_flag, &by_env, &by_url] {
         assert!(
-            s.logs.wait_for("multi-server mode enabled", SECS(10)),
+            s.logs.wait_for("multi-server mode enabled", SECS(20)),
             "{}",
             s.logs.all()
         );
@@ -239,7 +239,7 @@ async fn password_in_flag_env_and_url_and_a_wrong_one_is_a_warning() {
     assert!(
         wrong.logs.wait_for(
             &format!("WARNING: Failed to connect to Redis at {}", redis.addr()),
-            SECS(10)
+            SECS(20)
         ),
         "{}",
         wrong.logs.all()
@@ -292,7 +292,7 @@ async fn tls_rediss_with_insecure_fragment_connects_and_verifies_otherwise() {
     assert!(
         insecure.logs.wait_for(
             &format!("Connected to Redis at 127.0.0.1:{port} - multi-server mode enabled"),
-            SECS(10)
+            SECS(20)
         ),
         "{}",
         insecure.logs.all()
@@ -307,7 +307,7 @@ async fn tls_rediss_with_insecure_fragment_connects_and_verifies_otherwise() {
     assert!(
         strict
             .logs
-            .wait_for("WARNING: Failed to connect to Redis at", SECS(10)),
+            .wait_for("WARNING: Failed to connect to Redis at", SECS(20)),
         "{}",
         strict.logs.all()
     );
@@ -322,7 +322,7 @@ async fn redis_absent_at_start_then_started() {
     assert!(
         server.logs.wait_for(
             &format!("WARNING: Failed to connect to Redis at {}", redis.addr()),
-            SECS(10)
+            SECS(20)
         ),
         "{}",
         server.logs.all()
@@ -346,7 +346,7 @@ async fn redis_absent_at_start_then_started() {
         server.logs.all()
     );
     // The game made while Redis was away is saved once it is back.
-    let deadline = std::time::Instant::now() + SECS(10);
+    let deadline = std::time::Instant::now() + SECS(20);
     while redis.get(&format!("game_state:{}", ann.game_id)).is_none()
         && std::time::Instant::now() < deadline
     {
@@ -372,12 +372,12 @@ async fn redis_killed_mid_race_and_restarted_empty() {
     let mut other_side = connect(&servers[1], &bob).await;
     owner_side.send(json!({"type": "start_countdown"})).await;
     owner_side
-        .wait_game(SECS(5), |g| state(g) == "playing")
+        .wait_game(SECS(15), |g| state(g) == "playing")
         .await;
     owner_side.press_paced(5, Duration::from_millis(40)).await;
     other_side.press_paced(5, Duration::from_millis(40)).await;
     other_side
-        .wait_game(SECS(5), |g| {
+        .wait_game(SECS(15), |g| {
             g["robots"][0]["score"] == 5 && g["robots"][1]["score"] == 5
         })
         .await;
@@ -386,13 +386,13 @@ async fn redis_killed_mid_race_and_restarted_empty() {
     assert!(
         servers[0]
             .logs
-            .wait_for_async("Lost the connection to Redis", SECS(10))
+            .wait_for_async("Lost the connection to Redis", SECS(20))
             .await
     );
     // The owner keeps its own players racing.
     owner_side.press_paced(10, Duration::from_millis(40)).await;
     owner_side
-        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 15)
+        .wait_game(SECS(15), |g| g["robots"][0]["score"] == 15)
         .await;
 
     redis.restart_empty();
@@ -404,7 +404,7 @@ async fn redis_killed_mid_race_and_restarted_empty() {
         );
     }
     // Reconnected and re-saved: the state is back in the empty Redis.
-    let deadline = std::time::Instant::now() + SECS(10);
+    let deadline = std::time::Instant::now() + SECS(20);
     while redis.get(&format!("game_state:{}", ann.game_id)).is_none()
         && std::time::Instant::now() < deadline
     {
@@ -413,11 +413,11 @@ async fn redis_killed_mid_race_and_restarted_empty() {
     assert_eq!(stored(&redis, &ann.game_id)["robots"][0]["score"], 15);
     // The race goes on across both servers to the finish.
     other_side
-        .wait_game(SECS(10), |g| g["robots"][0]["score"] == 15)
+        .wait_game(SECS(20), |g| g["robots"][0]["score"] == 15)
         .await;
     other_side.press_paced(55, Duration::from_millis(40)).await;
     for p in [&mut owner_side, &mut other_side] {
-        let game = p.wait_game(SECS(10), |g| state(g) == "finished").await;
+        let game = p.wait_game(SECS(20), |g| state(g) == "finished").await;
         assert_eq!(game["winner"], bob.robot_id.as_str());
         assert_eq!(game["robots"][0]["score"], 15);
     }
@@ -437,11 +437,11 @@ async fn a_killed_owner_is_replaced_and_the_race_goes_on() {
     {
         let mut ann_ws = connect(&owner, &ann).await;
         ann_ws.send(json!({"type": "start_countdown"})).await;
-        bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+        bob_ws.wait_game(SECS(15), |g| state(g) == "playing").await;
         bob_ws.press_paced(10, Duration::from_millis(40)).await;
         ann_ws.press_paced(3, Duration::from_millis(40)).await;
         bob_ws
-            .wait_game(SECS(5), |g| {
+            .wait_game(SECS(15), |g| {
                 g["robots"][1]["score"] == 10 && g["robots"][0]["score"] == 3
             })
             .await;
@@ -473,7 +473,7 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
     let status = owner.terminate().expect("no exit after SIGTERM");
     assert!(status.success());
     assert_eq!(
-        ann_ws.wait_close(SECS(5)).await.map(|r| r.code),
+        ann_ws.wait_close(SECS(15)).await.map(|r| r.code),
         Some(awc::ws::CloseCode::Away)
     );
     assert!(
@@ -484,9 +484,9 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
     let mut ann_ws = connect(&other, &ann).await;
     let mut bob_ws = connect(&other, &bob).await;
     ann_ws.send(json!({"type": "start_countdown"})).await;
-    bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+    bob_ws.wait_game(SECS(15), |g| state(g) == "playing").await;
     bob_ws.press_paced(5, Duration::from_millis(40)).await;
-    let game = ann_ws.wait_game(SECS(5), |g| state(g) == "finished").await;
+    let game = ann_ws.wait_game(SECS(15), |g| state(g) == "finished").await;
     assert_eq!(game["winner"], bob.robot_id.as_str());
     assert_eq!(
         redis.get(&format!("game_owner:{}", ann.game_id)).as_deref(),
@@ -512,7 +512,7 @@ async fn an_idle_game_ends_on_every_server() {
     let start = |name: &str| {
         let a = args(name);
         let s = Server::start(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
+        assert!(s.logs.wait_for("multi-server mode enabled", SECS(20)));
         s
     };
     let (owner, other) = (start("owner"), start("other"));
@@ -546,10 +546,10 @@ async fn a_replica_waits_for_the_owner_when_redis_comes_back_empty() {
     let mut ann_ws = connect(&owner, &ann).await;
     let mut bob_ws = connect(&other, &bob).await;
     ann_ws.send(json!({"type": "start_countdown"})).await;
-    bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+    bob_ws.wait_game(SECS(15), |g| state(g) == "playing").await;
     ann_ws.press_paced(4, Duration::from_millis(40)).await;
     bob_ws
-        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 4)
+        .wait_game(SECS(15), |g| g["robots"][0]["score"] == 4)
         .await;
 
     signal(&owner, "STOP");
@@ -587,7 +587,7 @@ async fn a_lost_game_is_restored_from_a_replica_when_its_owner_is_dead() {
             lease[0],
             lease[1],
         ]);
-        assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
+        assert!(s.logs.wait_for("multi-server mode enabled", SECS(20)));
         s
     };
     let mut owner = start("owner", &redis);
@@ -597,10 +597,10 @@ async fn a_lost_game_is_restored_from_a_replica_when_its_owner_is_dead() {
     let mut bob_ws = connect(&other, &bob).await;
     let mut ann_ws = connect(&owner, &ann).await;
     ann_ws.send(json!({"type": "start_countdown"})).await;
-    bob_ws.wait_game(SECS(5), |g| state(g) == "playing").await;
+    bob_ws.wait_game(SECS(15), |g| state(g) == "playing").await;
     ann_ws.press_paced(3, Duration::from_millis(40)).await;
     bob_ws
-        .wait_game(SECS(5), |g| g["robots"][0]["score"] == 3)
+        .wait_game(SECS(15), |g| g["robots"][0]["score"] == 3)
         .await;
     owner.kill();
     redis.restart_empty();
