@@ -197,25 +197,42 @@ struct Scripts {
 }
 
 struct Inner {
+    /// Who we are: the owner value we write, our inbox's name, the `origin` we publish.
     node_id: String,
+    /// Makes new connections (the supervisor reconnects with it).
     client: Client,
     /// `host:port` for logs (never the password).
     addr: String,
+    /// How long ownership lasts unrenewed: the time a dead owner holds a game up.
     lease: Duration,
+    /// Adopts the cluster's shared secret on connect, so every server accepts every token.
     tokens: Arc<Tokens>,
     /// An operator-set secret wins over the one shared in Redis.
     explicit_secret: bool,
+    /// The command connection while connected (`None` while Redis is down); multiplexed, so
+    /// the writer, publisher and handlers share it.
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// For `/health` and for callers that should not wait while Redis is down.
     connected: AtomicBool,
+    /// A failed call asks the supervisor to drop the connection and start over.
     reconnect: Notify,
+    /// Write-behind queue: the newest pending write per game.
     writes: Mutex<Writes>,
+    /// Wakes the writer.
     write_ready: Notify,
+    /// The write generation the writer has flushed (see [`Cluster::wait_flushed`]).
     flushed: watch::Sender<u64>,
+    /// Forwards and replies, in order, to the publisher task.
     out_tx: mpsc::Sender<Outgoing>,
+    /// The publisher's end, taken by [`Cluster::start`].
     out_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// Where relayed updates, inbox messages and write results go.
     hub: OnceLock<mpsc::Sender<Command>>,
+    /// The Lua scripts, loaded on every connect so pipelines can use EVALSHA.
     scripts: Scripts,
+    /// Set on shutdown: no more reconnects.
     stopped: AtomicBool,
+    /// Writes done, for `/metrics`.
     saves_done: AtomicU64,
 }
 

@@ -392,13 +392,7 @@ impl Api {
             .send_json(&body)
             .await
             .expect("request");
-        let status = res.status().as_u16();
-        let body = res
-            .json::<Value>()
-            .limit(1 << 20)
-            .await
-            .unwrap_or(Value::Null);
-        (status, body)
+        status_and_json(&mut res).await
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -408,13 +402,7 @@ impl Api {
             .send()
             .await
             .expect("request");
-        let status = res.status().as_u16();
-        let body = res
-            .json::<Value>()
-            .limit(1 << 20)
-            .await
-            .unwrap_or(Value::Null);
-        (status, body)
+        status_and_json(&mut res).await
     }
 
     pub async fn create(&self, name: &str, winning_score: u32, countdown: u32) -> Joined {
@@ -444,6 +432,19 @@ impl Api {
         assert_eq!(status, 200, "get game: {body}");
         body
     }
+}
+
+/// The status and JSON body of a response (`null` when the body is not JSON).
+async fn status_and_json<S>(res: &mut awc::ClientResponse<S>) -> (u16, Value)
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let body = res
+        .json::<Value>()
+        .limit(1 << 20)
+        .await
+        .unwrap_or(Value::Null);
+    (res.status().as_u16(), body)
 }
 
 fn joined(body: &Value) -> Joined {
