@@ -149,14 +149,38 @@ pub enum InboxMsg {
 #[derive(Debug)]
 pub enum Relayed {
     Update { origin: String, game: Box<Game> },
-    Terminated { game_id: String },
+    Terminated,
+}
+
+/// Decodes a message published on `game:<id>`; `None` for our own messages (the hub already
+/// sent those to its players) and for anything unreadable.
+pub fn decode_published(game_id: &str, payload: &[u8], me: &str) -> Option<Relayed> {
+    match serde_json::from_slice::<Published>(payload) {
+        Ok(Published::GameUpdate { origin, .. } | Published::Terminated { origin, .. })
+            if origin == me =>
+        {
+            None
+        }
+        Ok(Published::GameUpdate { origin, game }) if game.id == game_id => {
+            Some(Relayed::Update { origin, game })
+        }
+        Ok(Published::Terminated { .. }) => Some(Relayed::Terminated),
+        Ok(Published::GameUpdate { .. }) => {
+            log::warn!("ignoring an update for another game on game:{game_id}");
+            None
+        }
+        Err(e) => {
+            log::warn!("ignoring a malformed message on game:{game_id}: {e}");
+            None
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Published {
     GameUpdate { origin: String, game: Box<Game> },
-    Terminated { origin: String, game_id: String },
+    Terminated { origin: String },
 }
 
 /// Redis connection health, for `/health` and the hub.
@@ -722,26 +746,14 @@ impl Cluster {
                     }
                 }
             } else {
-                match serde_json::from_slice::<Published>(payload) {
-                    Ok(Published::GameUpdate { origin, .. })
-                    | Ok(Published::Terminated { origin, .. })
-                        if origin == self.inner.node_id =>
-                    {
-                        continue
-                    }
-                    Ok(Published::GameUpdate { origin, game }) => {
-                        Command::Relay(Relayed::Update { origin, game })
-                    }
-                    Ok(Published::Terminated { game_id, .. }) => {
-                        Command::Relay(Relayed::Terminated { game_id })
-                    }
-                    Err(e) => {
-                        log::warn!(
-                            "ignoring a malformed message on {}: {e}",
-                            msg.get_channel_name()
-                        );
-                        continue;
-                    }
+                // Decoded by the hub, and only for games it holds: most servers hold few of
+                // a cluster's games, and every update of every game arrives here.
+                let Some(game_id) = msg.get_channel_name().strip_prefix("game:") else {
+                    continue;
+                };
+                Command::Relay {
+                    game_id: game_id.to_owned(),
+                    payload: payload.to_vec(),
                 }
             };
             if hub.send(cmd).await.is_err() {
@@ -906,6 +918,36 @@ mod tests {
         assert!(insecure("rediss://:pw@ec2.example:21290", true));
         assert!(insecure("rediss://:pw@ec2.example:21290/0", true));
         assert!(!insecure("rediss://:pw@ec2.example:21290", false));
+    }
+
+    #[test]
+    fn published_messages_decode_for_others_only() {
+        use crate::game::{GameConfig, PlayerName};
+        let game = Game::new(
+            "g1".into(),
+            GameConfig::default(),
+            "r1".into(),
+            PlayerName::parse("ann").unwrap(),
+        );
+        let update = |origin: &str| {
+            format!(
+                r#"{{"type":"game_update","origin":"{origin}","game":{}}}"#,
+                game.stored_json()
+            )
+        };
+        assert!(matches!(
+            decode_published("g1", update("n2").as_bytes(), "n1"),
+            Some(Relayed::Update { ref origin, ref game }) if origin == "n2" && game.id == "g1"
+        ));
+        // Our own update, an update on the wrong channel, junk: ignored.
+        assert!(decode_published("g1", update("n1").as_bytes(), "n1").is_none());
+        assert!(decode_published("g2", update("n2").as_bytes(), "n1").is_none());
+        assert!(decode_published("g1", b"{nope", "n1").is_none());
+        let ended = br#"{"type":"terminated","origin":"n2","game_id":"g1"}"#;
+        assert!(matches!(
+            decode_published("g1", ended, "n1"),
+            Some(Relayed::Terminated)
+        ));
     }
 
     #[test]

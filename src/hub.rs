@@ -21,7 +21,7 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, InboxMsg, Relayed};
+use crate::cluster::{self, Cluster, InboxMsg, Relayed};
 use crate::game::{Game, GameConfig, PlayerName, RuleError, State, Step};
 use crate::protocol::{error_frame, update_frame, ClientMsg, ServerMsg};
 
@@ -200,8 +200,11 @@ pub enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
-    /// A game update or end published by another server.
-    Relay(Relayed),
+    /// A message published on `game:<id>` (decoded only if we hold that game).
+    Relay {
+        game_id: String,
+        payload: Vec<u8>,
+    },
     /// A message from another server's hub (or our own reply path).
     Inbox(InboxMsg),
     /// A forwarded command found no one listening at the owner: find the owner again and
@@ -597,7 +600,13 @@ impl Hub {
                 let _ = reply.send(self.stats());
             }
             Command::Shutdown { reply } => self.shutdown(reply),
-            Command::Relay(relayed) => self.relay(relayed),
+            Command::Relay { game_id, payload } => {
+                if self.games.contains_key(&game_id) {
+                    if let Some(relayed) = cluster::decode_published(&game_id, &payload, &self.me) {
+                        self.relay(&game_id, relayed);
+                    }
+                }
+            }
             Command::Inbox(msg) => self.inbox(msg),
             Command::OwnerUnreachable { game_id, msg } => {
                 let Some(entry) = self.games.get_mut(&game_id) else {
@@ -1062,12 +1071,11 @@ impl Hub {
         }
     }
 
-    fn relay(&mut self, relayed: Relayed) {
+    fn relay(&mut self, game_id: &str, relayed: Relayed) {
         self.metrics.relayed_in.fetch_add(1, Ordering::Relaxed);
         match relayed {
             Relayed::Update { origin, game } => {
-                let game_id = game.id.clone();
-                let Some(entry) = self.games.get_mut(&game_id) else {
+                let Some(entry) = self.games.get_mut(game_id) else {
                     return;
                 };
                 let newer = entry.game.as_ref().is_none_or(|g| game.version > g.version);
@@ -1080,14 +1088,10 @@ impl Hub {
                 entry.role = Role::Replica {
                     owner: Some(origin),
                 };
-                self.commit(&game_id, *game);
-                self.flush_pending(&game_id);
+                self.commit(game_id, *game);
+                self.flush_pending(game_id);
             }
-            Relayed::Terminated { game_id } => {
-                if self.games.contains_key(&game_id) {
-                    self.end(&game_id);
-                }
-            }
+            Relayed::Terminated => self.end(game_id),
         }
     }
 
@@ -1232,4 +1236,141 @@ pub fn valid_game_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::PlayerName;
+    use serde_json::Value;
+
+    struct Seat {
+        session: SessionId,
+        rx: mpsc::Receiver<Outbound>,
+    }
+
+    fn start(idle: Duration) -> HubHandle {
+        let metrics = Arc::new(Metrics::default());
+        let (hub, handle) = Hub::new("n1".into(), None, metrics, idle, Duration::from_secs(5));
+        tokio::spawn(hub.run());
+        handle
+    }
+
+    async fn seat(hub: &HubHandle, game_id: &str, robot_id: String, queue: usize) -> Seat {
+        let (tx, rx) = mpsc::channel(queue);
+        let session = hub.connect(game_id, &robot_id, tx).await.unwrap();
+        Seat { session, rx }
+    }
+
+    /// The next frame as JSON, with the (paused) time it arrived.
+    async fn frame(seat: &mut Seat) -> (Value, Instant) {
+        match seat.rx.recv().await {
+            Some(Outbound::Frame(f)) => (serde_json::from_str(&f).unwrap(), Instant::now()),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    async fn two_player_game(hub: &HubHandle, countdown: u32) -> (String, Seat, Seat) {
+        let config = GameConfig {
+            winning_score: 5,
+            countdown,
+        };
+        let created = hub
+            .create(PlayerName::parse("ann").unwrap(), config)
+            .await
+            .unwrap();
+        let bob = hub
+            .join(&created.game_id, PlayerName::parse("bob").unwrap())
+            .await
+            .unwrap();
+        let mut ann = seat(hub, &created.game_id, created.robot_id, 64).await;
+        let mut bob = seat(hub, &created.game_id, bob, 64).await;
+        assert_eq!(frame(&mut ann).await.0["type"], "welcome");
+        assert_eq!(frame(&mut bob).await.0["type"], "welcome");
+        (created.game_id, ann, bob)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_countdown_steps_once_a_second_then_the_race_starts() {
+        let hub = start(Duration::from_secs(600));
+        let (_, ann, mut bob) = two_player_game(&hub, 3).await;
+        let started = Instant::now();
+        hub.client(ann.session, ClientMsg::StartCountdown).await;
+        let mut steps = Vec::new();
+        for _ in 0..4 {
+            let (msg, at) = frame(&mut bob).await;
+            let game = &msg["game"];
+            steps.push((
+                game["state"].as_str().unwrap().to_owned(),
+                game["countdown"].as_u64().unwrap(),
+                (at - started).as_secs(),
+            ));
+        }
+        let expected = [
+            ("counting_down", 3, 0),
+            ("counting_down", 2, 1),
+            ("counting_down", 1, 2),
+            ("playing", 0, 3),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(s, c, t)| (s.to_string(), *c, *t))
+            .collect();
+        assert_eq!(steps, expected);
+        // A press during the race reaches everyone; nothing else was queued.
+        hub.client(bob.session, ClientMsg::ScorePoint).await;
+        let (msg, _) = frame(&mut bob).await;
+        assert_eq!(msg["game"]["robots"][1]["score"], 1);
+        assert!(bob.rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_game_is_ended_and_its_players_told() {
+        let hub = start(Duration::from_secs(10));
+        let (game_id, mut ann, _bob) = two_player_game(&hub, 0).await;
+        let started = Instant::now();
+        let (msg, at) = frame(&mut ann).await;
+        assert_eq!(msg, serde_json::json!({"type": "terminated"}));
+        let idle = at - started;
+        assert!(
+            idle >= Duration::from_secs(10) && idle <= Duration::from_secs(13),
+            "{idle:?}"
+        );
+        assert!(matches!(
+            ann.rx.recv().await,
+            Some(Outbound::Close(CloseWhy::Terminated))
+        ));
+        assert_eq!(hub.game(&game_id).await.unwrap_err(), HubError::NotFound);
+        assert_eq!(hub.stats().await.owned, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_does_not_read_is_dropped_and_others_go_on() {
+        let hub = start(Duration::from_secs(600));
+        let (game_id, ann, mut bob) = two_player_game(&hub, 0).await;
+        // A third player whose queue holds two frames and who never reads.
+        let cy = hub
+            .join(&game_id, PlayerName::parse("cy").unwrap())
+            .await
+            .unwrap();
+        frame(&mut bob).await; // cy joined
+        let stalled = seat(&hub, &game_id, cy, 2).await;
+        hub.client(ann.session, ClientMsg::StartCountdown).await;
+        frame(&mut bob).await; // playing
+        for _ in 0..4 {
+            hub.client(bob.session, ClientMsg::ScorePoint).await;
+            frame(&mut bob).await;
+        }
+        assert_eq!(hub.stats().await.owned, 1);
+        assert_eq!(
+            hub.metrics.sessions_dropped_slow.load(Ordering::Relaxed),
+            1,
+            "the stalled session was not dropped"
+        );
+        assert_eq!(hub.metrics.connections.load(Ordering::Relaxed), 2);
+        // Its outbox was let go: the session task would see the end and close the socket.
+        let mut stalled = stalled;
+        while let Ok(Outbound::Frame(_)) = stalled.rx.try_recv() {}
+        assert!(stalled.rx.recv().await.is_none());
+    }
 }
