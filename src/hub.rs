@@ -83,15 +83,20 @@ pub struct Created {
 /// Counters read by `/metrics` and `/health` without asking the hub.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Open WebSocket sessions on this server.
     pub connections: AtomicU64,
-    pub games: AtomicU64,
+    /// Games created here (the cluster-wide count lives in Redis).
     pub games_created: AtomicU64,
+    /// Frames queued to sessions: the fan-out volume.
     pub updates_sent: AtomicU64,
+    /// Presses from local players that passed the rate limit.
     pub presses: AtomicU64,
+    /// Sessions dropped for not reading their updates.
     pub sessions_dropped_slow: AtomicU64,
+    /// Updates from other servers applied to replicas here.
     pub relayed_in: AtomicU64,
+    /// Commands sent on to the owning server.
     pub forwarded_out: AtomicU64,
-    pub games_by_state: [AtomicU64; 4],
 }
 
 /// Which server applies a game's commands.
@@ -1157,13 +1162,6 @@ impl Hub {
         }
         self.join_waiters
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < REMOTE_TIMEOUT * 2);
-        let stats = self.stats();
-        self.metrics
-            .games
-            .store(self.games.len() as u64, Ordering::Relaxed);
-        for (slot, n) in self.metrics.games_by_state.iter().zip(stats.by_state) {
-            slot.store(n as u64, Ordering::Relaxed);
-        }
     }
 
     fn stats(&self) -> HubStats {
