@@ -633,16 +633,37 @@ impl Hub {
                     }
                 }
             }
-            Command::RedisUp => {
-                if let Some(cluster) = &self.cluster {
-                    for (id, entry) in &self.games {
-                        if let (Role::Owner, Some(game)) = (&entry.role, &entry.game) {
-                            cluster.save(id, game);
-                        }
-                    }
-                }
+            Command::RedisUp => self.resync(),
+        }
+    }
+
+    /// Redis is back (maybe empty, maybe after missing updates): owners save their games
+    /// again; replicas read theirs again, since what the owner published while we were
+    /// away, or before we re-subscribed, never reached us. The subscription is already up,
+    /// so nothing newer can slip between the read and the relay (newest version wins).
+    fn resync(&mut self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut replicas = Vec::new();
+        for (id, entry) in &self.games {
+            match (&entry.role, &entry.game) {
+                (Role::Owner, Some(game)) => cluster.save(id, game),
+                (Role::Replica { .. }, Some(_)) => replicas.push(id.clone()),
+                _ => {}
             }
         }
+        if replicas.is_empty() {
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            for id in replicas {
+                if let Ok(Some(game)) = cluster.load_state(&id).await {
+                    let _ = tx.send(Command::Merge { game }).await;
+                }
+            }
+        });
     }
 
     fn create(&mut self, name: PlayerName, config: GameConfig) -> Result<Created, HubError> {

@@ -623,3 +623,47 @@ fn signal(server: &Server, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} failed");
 }
+
+/// A replica that reconnects after the owner has already saved and published again (it was
+/// frozen meanwhile) reads the game again: its players see what they missed without waiting
+/// for another change.
+#[actix_rt::test]
+async fn a_replica_that_reconnects_late_catches_up() {
+    let mut redis = Redis::start();
+    let owner = node(&redis, "owner");
+    let other = node(&redis, "other");
+    let ann = owner.api().create("ann", 50, 0).await;
+    let bob = other.api().join(&ann.game_id, "bob").await;
+    let mut ann_ws = connect(&owner, &ann).await;
+    let mut bob_ws = connect(&other, &bob).await;
+    ann_ws.send(json!({"type": "start_countdown"})).await;
+    bob_ws.wait_game(SECS(15), |g| state(g) == "playing").await;
+
+    redis.kill();
+    assert!(
+        owner
+            .logs
+            .wait_for_async("Lost the connection to Redis", SECS(20))
+            .await
+    );
+    signal(&other, "STOP");
+    ann_ws.press_paced(7, Duration::from_millis(40)).await;
+    redis.restart_empty();
+    // The owner is back and has saved (and published) the game before the replica listens.
+    let deadline = std::time::Instant::now() + SECS(20);
+    while stored_score(&redis, &ann.game_id) != Some(7) && std::time::Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored_score(&redis, &ann.game_id), Some(7));
+    signal(&other, "CONT");
+    // No further change happens: the replica must catch up by itself.
+    let game = bob_ws
+        .wait_game(SECS(20), |g| g["robots"][0]["score"] == 7)
+        .await;
+    assert_eq!(state(&game), "playing");
+}
+
+fn stored_score(redis: &Redis, game_id: &str) -> Option<u64> {
+    let json = redis.get(&format!("game_state:{game_id}"))?;
+    serde_json::from_str::<Value>(&json).ok()?["robots"][0]["score"].as_u64()
+}
