@@ -755,76 +755,26 @@ impl Hub {
 
     /// Applies a player's command to a game we own, and answers whoever sent it.
     fn apply(&mut self, game_id: &str, msg: InboxMsg) {
-        let Some(mut game) = self.games.get(game_id).and_then(|e| e.game.clone()) else {
+        // Taken out and put back, not cloned: this runs for every press.
+        let Some(mut game) = self.games.get_mut(game_id).and_then(|e| e.game.take()) else {
             self.refuse(msg, HubError::NotFound);
             return;
         };
         let before = game.version;
-        match msg {
-            InboxMsg::Command {
-                robot_id,
-                command,
-                from,
-                session,
-                ..
-            } => {
-                let result = match command {
-                    ClientMsg::ScorePoint => {
-                        game.score_point(&robot_id);
-                        Ok(())
-                    }
-                    ClientMsg::StartCountdown => game.start_countdown(&robot_id).map(|step| {
-                        if step == Step::Counting {
-                            self.schedule_tick(game_id, game.version);
-                        }
-                    }),
-                    ClientMsg::PlayAgain => game.play_again(&robot_id),
-                };
-                if let Err(e) = result {
-                    self.reply(
-                        &from,
-                        InboxMsg::CommandError {
-                            session,
-                            error: e.code().to_owned(),
-                            message: e.to_string(),
-                        },
-                    );
-                }
-                if game.state == State::Finished && before != game.version {
-                    if let Some(winner) = game.winner.as_deref().and_then(|w| game.robot(w)) {
-                        log::info!("game {game_id}: {} wins", winner.name);
-                    }
-                }
-            }
-            InboxMsg::Join {
-                robot_id,
-                name,
-                from,
-                req,
-                ..
-            } => {
-                let result =
-                    PlayerName::parse(&name).and_then(|name| game.join(robot_id.clone(), name));
-                if result.is_ok() && game.version != before {
-                    log::info!("game {game_id}: robot {robot_id} joined");
-                }
-                let reply = InboxMsg::JoinReply {
-                    req,
-                    error: result.err().map(|e| e.code().to_owned()),
-                };
-                if game.version != before {
-                    self.commit(game_id, game);
-                }
-                self.reply_when_saved(from, reply);
-                return;
-            }
-            other => {
-                log::warn!("game {game_id}: not a player command: {other:?}");
-                return;
-            }
-        }
-        if game.version != before {
+        let (answer, counting) = apply_command(game_id, &mut game, msg);
+        let version = game.version;
+        if version != before {
             self.commit(game_id, game);
+        } else if let Some(entry) = self.games.get_mut(game_id) {
+            entry.game = Some(game);
+        }
+        if counting {
+            self.schedule_tick(game_id, version);
+        }
+        match answer {
+            Answer::Nothing => {}
+            Answer::Now(node, msg) => self.reply(&node, msg),
+            Answer::WhenSaved(node, msg) => self.reply_when_saved(node, msg),
         }
     }
 
@@ -1237,6 +1187,80 @@ impl HubError {
             "game_in_progress" => HubError::Rule(RuleError::GameInProgress),
             "game_full" => HubError::Rule(RuleError::GameFull),
             _ => HubError::Unavailable,
+        }
+    }
+}
+
+/// What to tell the server a command came from, once it is applied.
+enum Answer {
+    Nothing,
+    Now(String, InboxMsg),
+    /// After the change is in Redis (a join: the player's next page may come from elsewhere).
+    WhenSaved(String, InboxMsg),
+}
+
+/// Applies one player command to a game this server owns. Returns the answer for the sender
+/// and whether a countdown has just started (the caller runs its timer).
+fn apply_command(game_id: &str, game: &mut Game, msg: InboxMsg) -> (Answer, bool) {
+    let before = game.version;
+    match msg {
+        InboxMsg::Command {
+            robot_id,
+            command,
+            from,
+            session,
+            ..
+        } => {
+            let mut counting = false;
+            let result = match command {
+                ClientMsg::ScorePoint => {
+                    game.score_point(&robot_id);
+                    Ok(())
+                }
+                ClientMsg::StartCountdown => game
+                    .start_countdown(&robot_id)
+                    .map(|step| counting = step == Step::Counting),
+                ClientMsg::PlayAgain => game.play_again(&robot_id),
+            };
+            if game.state == State::Finished && before != game.version {
+                if let Some(winner) = game.winner.as_deref().and_then(|w| game.robot(w)) {
+                    log::info!("game {game_id}: {} wins", winner.name);
+                }
+            }
+            let answer = match result {
+                Ok(()) => Answer::Nothing,
+                Err(e) => Answer::Now(
+                    from,
+                    InboxMsg::CommandError {
+                        session,
+                        error: e.code().to_owned(),
+                        message: e.to_string(),
+                    },
+                ),
+            };
+            (answer, counting)
+        }
+        InboxMsg::Join {
+            robot_id,
+            name,
+            from,
+            req,
+            ..
+        } => {
+            let result =
+                PlayerName::parse(&name).and_then(|name| game.join(robot_id.clone(), name));
+            if result.is_ok() && game.version != before {
+                log::info!("game {game_id}: robot {robot_id} joined");
+            }
+            let reply = InboxMsg::JoinReply {
+                req,
+                error: result.err().map(|e| e.code().to_owned()),
+            };
+            (Answer::WhenSaved(from, reply), false)
+        }
+        other => {
+            log::warn!("game {game_id}: not a player command: {other:?}");
+            (Answer::Nothing, false)
         }
     }
 }
