@@ -81,11 +81,13 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1";
 
-/// Keep a lease alive (re-taking it if Redis lost it); 0 when another node owns the game.
+/// Keep a lease alive; 0 when another node owns the game. A missing lease is not re-taken
+/// here (the owner's next save takes it, and after a Redis restart every owner saves at
+/// once): renewing must never undo a release.
 const RENEW_LUA: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not o then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if not o then return 1 end
 return 0";
 
 /// Who owns the game? Claims it when nobody does or its owner's inbox has no listener.
@@ -399,6 +401,10 @@ impl Cluster {
 
     fn queue(&self, game_id: &str, write: Write) -> u64 {
         let mut writes = self.inner.writes.lock().unwrap_or_else(|e| e.into_inner());
+        // After shutdown has released our games, a write would take ownership back.
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return writes.generation;
+        }
         writes.games.insert(game_id.to_owned(), write);
         writes.generation += 1;
         let generation = writes.generation;
@@ -527,7 +533,7 @@ impl Cluster {
 
     /// Renews this node's leases; tells the hub about games another node owns now.
     pub fn renew(&self, game_ids: Vec<String>) {
-        if game_ids.is_empty() {
+        if game_ids.is_empty() || self.inner.stopped.load(Ordering::Relaxed) {
             return;
         }
         let Some(mut conn) = self.conn() else {
@@ -561,6 +567,7 @@ impl Cluster {
 
     /// Shutdown: flush pending saves, then give up ownership so others take over at once.
     pub async fn release(&self, game_ids: Vec<String>) {
+        // From here on nothing new is queued; what was queued before is flushed first.
         self.inner.stopped.store(true, Ordering::Relaxed);
         self.inner.write_ready.notify_one();
         self.wait_flushed().await;

@@ -1089,6 +1089,10 @@ impl Hub {
     }
 
     fn sweep(&mut self) {
+        // Stopping: our games were handed back; renewing or claiming would take them again.
+        if self.stopping {
+            return;
+        }
         let now = Instant::now();
         let mut idle = Vec::new();
         let mut forget = Vec::new();

@@ -470,15 +470,23 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
     let ann = owner.api().create("ann", 5, 0).await;
     let bob = other.api().join(&ann.game_id, "bob").await;
     let mut ann_ws = connect(&owner, &ann).await;
+    for name in ["cy", "dan", "eve"] {
+        owner.api().create(name, 5, 0).await;
+    }
+    // Let lease renewals run first: a renewal must never take back a released lease.
+    actix_rt::time::sleep(SECS(3)).await;
+    assert_eq!(redis.keys("game_owner:*").len(), 4);
     let status = owner.terminate().expect("no exit after SIGTERM");
     assert!(status.success());
     assert_eq!(
         ann_ws.wait_close(SECS(15)).await.map(|r| r.code),
         Some(awc::ws::CloseCode::Away)
     );
-    assert!(
-        redis.get(&format!("game_owner:{}", ann.game_id)).is_none(),
-        "lease not released"
+    assert!(owner.logs.contains("released 4 game(s) to the cluster"));
+    assert_eq!(
+        redis.keys("game_owner:*"),
+        Vec::<String>::new(),
+        "leases not released"
     );
     // Both players continue on the remaining server.
     let mut ann_ws = connect(&other, &ann).await;
