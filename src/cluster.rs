@@ -571,7 +571,8 @@ impl Cluster {
         self.inner.stopped.store(true, Ordering::Relaxed);
         self.inner.write_ready.notify_one();
         self.wait_flushed().await;
-        let Some(mut conn) = self.conn() else {
+        // (An empty pipeline is an error in redis-rs, not a no-op.)
+        let Some(mut conn) = self.conn().filter(|_| !game_ids.is_empty()) else {
             return;
         };
         let mut pipe = redis::pipe();

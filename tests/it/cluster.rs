@@ -483,6 +483,14 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
         Some(awc::ws::CloseCode::Away)
     );
     assert!(owner.logs.contains("released 4 game(s) to the cluster"));
+    // A server that owns nothing stops cleanly too.
+    let mut idle = node(&redis, "idle");
+    assert!(idle.terminate().expect("no exit after SIGTERM").success());
+    assert!(
+        !idle.logs.contains("could not release"),
+        "{}",
+        idle.logs.all()
+    );
     assert_eq!(
         redis.keys("game_owner:*"),
         Vec::<String>::new(),
