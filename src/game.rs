@@ -173,6 +173,64 @@ pub struct Game {
     pub robots: Vec<Robot>,
     /// The winning robot's id once finished.
     pub winner: Option<String>,
+    /// Which players' commands have been applied, so a command sent again (after a timeout or
+    /// a change of owner) is applied once. Not part of what players see.
+    #[serde(default)]
+    pub applied: Applied,
+}
+
+/// How far each origin's numbered commands have been applied: origin → the last number.
+///
+/// An origin (one server process) numbers its commands for a game 1, 2, 3… and resends any
+/// that were not acknowledged, in order. A number at or below the last applied is a repeat;
+/// one beyond the next is out of order (an earlier one is missing) and waits for the resend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied(Vec<(String, u64)>);
+
+/// Origins remembered per game; the least recently seen is forgotten first.
+const MAX_ORIGINS: usize = 64;
+
+/// What to do with a numbered command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Next in line: apply it (now recorded as applied).
+    Apply,
+    /// Already applied.
+    Repeat,
+    /// An earlier command from the same origin has not arrived yet.
+    OutOfOrder,
+}
+
+impl Applied {
+    /// The last number applied from `origin`.
+    pub fn last(&self, origin: &str) -> Option<u64> {
+        self.0.iter().find(|(o, _)| o == origin).map(|(_, n)| *n)
+    }
+
+    /// Decides on command `seq` from `origin`, recording it when it is to be applied.
+    pub fn admit(&mut self, origin: &str, seq: u64) -> Admit {
+        match self.0.iter().position(|(o, _)| o == origin) {
+            Some(i) => {
+                let last = self.0[i].1;
+                if seq <= last {
+                    return Admit::Repeat;
+                }
+                if seq > last + 1 {
+                    return Admit::OutOfOrder;
+                }
+                let mut entry = self.0.remove(i);
+                entry.1 = seq;
+                self.0.push(entry);
+            }
+            None => {
+                if self.0.len() >= MAX_ORIGINS {
+                    self.0.remove(0);
+                }
+                self.0.push((origin.to_owned(), seq));
+            }
+        }
+        Admit::Apply
+    }
 }
 
 /// What happened to the round after a countdown step.
@@ -204,6 +262,7 @@ impl Game {
                 previous_wins: 0,
             }],
             winner: None,
+            applied: Applied::default(),
         }
     }
 
@@ -563,6 +622,28 @@ mod tests {
         assert_eq!(value["state"], "playing");
         assert_eq!(value["leaderboard"][0]["wins"], 0);
         assert_eq!(value["robots"][1]["score"], 1);
+    }
+
+    #[test]
+    fn numbered_commands_apply_once_and_in_order() {
+        let mut applied = Applied::default();
+        assert_eq!(applied.admit("a", 1), Admit::Apply);
+        assert_eq!(applied.admit("a", 1), Admit::Repeat);
+        assert_eq!(applied.admit("a", 3), Admit::OutOfOrder);
+        assert_eq!(applied.admit("a", 2), Admit::Apply);
+        assert_eq!(applied.admit("a", 3), Admit::Apply);
+        // A new origin starts wherever it is (its earlier commands went to no owner).
+        assert_eq!(applied.admit("b", 7), Admit::Apply);
+        assert_eq!((applied.last("a"), applied.last("b")), (Some(3), Some(7)));
+        for i in 0..MAX_ORIGINS {
+            applied.admit(&format!("o{i}"), 1);
+        }
+        assert_eq!(
+            applied.last("a"),
+            None,
+            "the least recent origin is forgotten"
+        );
+        assert_eq!(applied.last("o0"), Some(1));
     }
 
     #[derive(Debug, Clone)]

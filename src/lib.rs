@@ -7,26 +7,30 @@
 //! | [`config`] | the command line and environment (clap, single-dash spelling) |
 //! | [`game`] | the rules: pure data and functions, no I/O, no clock |
 //! | [`protocol`] | WebSocket messages, the contract with the browser |
-//! | [`hub`] | the actor that owns this server's games and sessions; [`hub::HubHandle`] talks to it |
-//! | [`ws`] | one task per WebSocket: parse, rate limit, forward to the hub, write updates |
-//! | [`http`] | routes, pages (askama templates in `templates/`), JSON API, health, metrics |
-//! | [`cluster`] | Redis: fenced saves, pub/sub relay, forwarding to owners, reconnects |
+//! | [`node`] | this server's games: the registry, one task per game, the ownership state machine ([`node::role`]) |
+//! | [`bus`] | the only link to other servers: the [`bus::Bus`] trait, Redis ([`bus::redis`]) and in-memory ([`bus::local`]) |
+//! | [`web`] | pages, JSON API, WebSocket upgrade and sessions, health and metrics |
 //! | [`token`] | player tokens that every server of a cluster accepts |
 //! | [`static_files`] | `static/`, compiled in |
 //!
-//! Data flow: browser ⇄ [`ws`] session ⇄ hub ⇄ [`game`] rules; the hub hands saves to the
-//! [`cluster`] writer, which publishes on `game:<id>`; the cluster's relay hands other servers'
-//! updates back to the hub, which fans them out to local sessions.
+//! Data flow: browser ⇄ [`web`] session task ⇄ its game's task ([`node`]) ⇄ [`game`] rules. An
+//! owning game task saves each change through the [`bus`] (fenced, published on `game:<id>`)
+//! and shows it to its players once committed; the bus relays other servers' updates back to
+//! the registry, which hands them to the game's task here. Imports go one way: web → node →
+//! bus; the bus never imports the game layer.
+//!
+//! The design card's "hub actor that keeps per-game state" is the registry plus one actor per
+//! game: the same model, made parallel. Game and bus tasks run on a multi-thread tokio runtime;
+//! HTTP and WebSocket I/O on actix-web's workers.
 
-pub mod cluster;
+pub mod bus;
 pub mod config;
 pub mod game;
-pub mod http;
-pub mod hub;
+pub mod node;
 pub mod protocol;
 pub mod static_files;
 pub mod token;
-pub mod ws;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,25 +38,27 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web as aweb, App, HttpServer};
 
-use crate::cluster::Cluster;
+use crate::bus::local::LocalBus;
+use crate::bus::redis::{redis_client, RedisBus, RedisConfig};
+use crate::bus::Bus;
 use crate::config::Config;
-use crate::http::AppState;
-use crate::hub::{Hub, HubHandle, Metrics};
+use crate::node::{Metrics, Node, Timing};
 use crate::token::Tokens;
+use crate::web::AppState;
 
 /// A built server: bound, not yet running.
 pub struct Application {
     server: Server,
     addr: SocketAddr,
-    hub: HubHandle,
+    node: Node,
 }
 
 impl Application {
-    /// Binds the listener, starts the hub (and the cluster link when a Redis address is set).
-    /// Must be called inside an actix/tokio runtime.
-    pub fn build(config: Config) -> Result<Application, StartError> {
+    /// Binds the listener and starts the node (and its bus) on `games`, the multi-thread
+    /// runtime game tasks run on. Must be called inside an actix runtime.
+    pub fn build(config: Config, games: tokio::runtime::Handle) -> Result<Application, StartError> {
         let listen = config.listen_addr()?;
         let node_id = config
             .node_id
@@ -65,44 +71,37 @@ impl Application {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| nanoid::nanoid!(43));
         let tokens = Arc::new(Tokens::new(secret.as_bytes()));
-        let cluster = match config.redis_addr() {
+        let bus: Arc<dyn Bus> = match config.redis_addr() {
             None => {
                 log::info!("Redis pub/sub disabled - running in single-server mode");
-                None
+                Arc::new(LocalBus::single(node_id))
             }
             Some(raw) => {
-                let (client, addr) = cluster::redis_client(
+                let (client, addr) = redis_client(
                     raw,
                     config.redis_password.as_deref(),
                     config.redis_tls_insecure,
                 )
                 .map_err(|e| config::ConfigError::Redis(raw.to_owned(), e))?;
-                Some(Cluster::new(
-                    node_id.clone(),
+                Arc::new(RedisBus::new(RedisConfig {
+                    node_id,
                     client,
                     addr,
-                    config.owner_lease(),
-                    tokens.clone(),
-                    config.secret.is_some(),
-                ))
+                    lease: config.owner_lease(),
+                    tokens: tokens.clone(),
+                    explicit_secret: config.secret.is_some(),
+                }))
             }
         };
-        let metrics = Arc::new(Metrics::default());
-        let (hub, handle) = Hub::new(
-            node_id.clone(),
-            cluster.clone(),
-            metrics,
-            config.idle_timeout(),
-            config.owner_lease(),
-        );
-        tokio::spawn(hub.run());
-        if let Some(cluster) = &cluster {
-            cluster.start(handle.sender());
+        let timing = Timing::new(config.idle_timeout(), config.owner_lease());
+        let node = Node::new(bus, Arc::new(Metrics::default()), timing, games.clone());
+        {
+            let _games = games.enter();
+            node.start();
         }
-        let state = web::Data::new(AppState {
-            hub: handle.clone(),
+        let state = aweb::Data::new(AppState {
+            node: node.clone(),
             tokens,
-            node_id,
             allowed_origins: config.allowed_origins.clone(),
             trust_proxy: config.trust_proxy,
         });
@@ -114,13 +113,14 @@ impl Application {
                     // The client's address: from a trusted proxy's headers, else the peer.
                     Logger::new(r#"%{client}xi "%r" %s %b %Dms"#)
                         .custom_request_replace("client", move |req| {
-                            http::client_addr(req.request(), &log_state)
+                            web::proxy::client_addr(req.request(), &log_state)
                         }),
                 )
                 .wrap(security_headers())
-                .configure(http::configure)
+                .configure(web::configure)
         })
-        .keep_alive(http::KEEP_ALIVE)
+        .on_connect(web::limit_send_buffer)
+        .keep_alive(web::KEEP_ALIVE)
         // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
         // algorithm with delayed ACKs held them ~40 ms: p90 press latency 43 ms → see README).
         .tcp_nodelay(true)
@@ -135,7 +135,7 @@ impl Application {
         Ok(Application {
             server: server.run(),
             addr,
-            hub: handle,
+            node,
         })
     }
 
@@ -144,18 +144,18 @@ impl Application {
         self.addr
     }
 
-    pub fn hub(&self) -> &HubHandle {
-        &self.hub
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
-    /// Serves until SIGTERM or SIGINT, then closes WebSockets with "going away", saves and
-    /// hands over owned games, and stops.
+    /// Serves until SIGTERM or SIGINT, then stops taking connections, closes WebSockets with
+    /// "going away", commits and hands over owned games, and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let hub = self.hub.clone();
-        tokio::spawn(async move {
+        let node = self.node.clone();
+        actix_web::rt::spawn(async move {
             shutdown_signal().await;
-            stop(hub, handle).await;
+            stop(node, handle).await;
         });
         self.server.await
     }
@@ -175,9 +175,11 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-async fn stop(hub: HubHandle, server: ServerHandle) {
+async fn stop(node: Node, server: ServerHandle) {
     log::info!("Shutting down: closing connections and handing over games");
-    let _ = tokio::time::timeout(Duration::from_secs(4), hub.shutdown()).await;
+    // New connections go to the other servers from here on.
+    server.pause().await;
+    let _ = tokio::time::timeout(Duration::from_secs(6), node.shutdown()).await;
     server.stop(true).await;
 }
 

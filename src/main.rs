@@ -1,25 +1,43 @@
 //! `robot-race`: parses the configuration and runs the server until SIGTERM/SIGINT.
+//!
+//! Two runtimes: actix-web's workers serve HTTP and WebSockets; game tasks and the Redis bus
+//! run on a multi-thread tokio runtime with a thread per core.
 
 use robot_race::config::Config;
 use robot_race::Application;
 
-#[actix_web::main]
-async fn main() {
+fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // rustls (for rediss://) needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::from_args();
-    let app = match Application::build(config) {
-        Ok(app) => app,
+    let games = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("game")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("robot-race: {e}");
-            std::process::exit(2);
+            eprintln!("robot-race: cannot start the game runtime: {e}");
+            std::process::exit(1);
         }
     };
-    log::info!("Listening on http://{}", app.addr());
-    if let Err(e) = app.run_until_stopped().await {
+    let handle = games.handle().clone();
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = match Application::build(config, handle) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("robot-race: {e}");
+                std::process::exit(2);
+            }
+        };
+        log::info!("Listening on http://{}", app.addr());
+        app.run_until_stopped().await
+    });
+    if let Err(e) = result {
         eprintln!("robot-race: {e}");
         std::process::exit(1);
     }
+    games.shutdown_timeout(std::time::Duration::from_secs(1));
     log::info!("Stopped");
 }

@@ -1,0 +1,179 @@
+//! The Bus: the only thing between the game layer and Redis.
+//!
+//! A game task hands the bus what to store and publish ([`Save`]), asks it who owns a game
+//! ([`Bus::claim`]), sends other servers messages ([`Bus::send_to`]) and renews leases; the bus
+//! reports what comes back through [`BusEvents`], a trait the registry implements. The bus deals
+//! in game ids, node ids and bytes: it never imports the game layer (`node`), so there is no
+//! import cycle, and the game layer never sees Redis.
+//!
+//! Implementations:
+//! - [`local::LocalBus`]: in memory. Alone ([`local::LocalBus::single`]) it is single-server
+//!   mode: every game is this server's, nothing is stored or published. Sharing a
+//!   [`local::LocalCluster`], several "servers" in one process behave as if on one Redis (leases,
+//!   heartbeats, pub/sub, Redis lost and back) — the ownership tests run on that.
+//! - [`redis::RedisBus`]: Lua scripts fenced on the owner, write-behind saves, the pub/sub relay,
+//!   heartbeats, reconnects.
+
+pub mod local;
+pub mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A boxed future, so that [`Bus`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the bus stands, for `/health` and for game tasks deciding whether to run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusStatus {
+    /// Single-server mode: no Redis at all.
+    Local,
+    /// Connected: saves are fenced and published.
+    Connected,
+    /// Configured but unreachable: owners run their games alone until it is back.
+    Down,
+}
+
+/// What an owner stores and publishes after a change.
+#[derive(Debug, Clone)]
+pub struct Save {
+    /// The game's version (reported back with the result).
+    pub version: u64,
+    /// The JSON kept in `game_state:<id>`.
+    pub stored: String,
+    /// The message published on `game:<id>`.
+    pub publish: String,
+}
+
+/// What [`Bus::save`] did at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Queued: the result comes later as [`BusEvents::saved`].
+    Pending,
+    /// Not saved: the bus is down. The caller runs alone and saves again when it is back.
+    Down,
+}
+
+/// The result of a save, reported through [`BusEvents::saved`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveResult {
+    /// Stored and published. The lease was renewed by a request sent at `sent_at`.
+    Saved { sent_at: Instant },
+    /// Refused: another server owns the game now.
+    Fenced,
+    /// Refused: nobody owns the game (its lease lapsed, or Redis came back empty).
+    Unowned,
+    /// Redis could not be asked; the save may or may not have happened.
+    Failed,
+}
+
+/// The answer to [`Bus::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// We own the game now (or already did); here is its stored JSON.
+    Claimed { stored: String },
+    /// A live server owns it.
+    OwnedBy(String),
+    /// No such game (and no fallback was given).
+    Gone,
+    /// Redis could not be asked.
+    Failed,
+}
+
+/// The answer to a lease renewal, per game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still ours, extended.
+    Held,
+    /// Nobody owns it any more (expired, or Redis came back empty): claim it again.
+    Unowned,
+    /// Another server owns it.
+    Taken,
+    /// Redis could not be asked.
+    Failed,
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Redis is unavailable")]
+pub struct BusDown;
+
+/// What the bus reports; the registry implements it and routes to game tasks. Every method
+/// returns at once (it may only queue).
+pub trait BusEvents: Send + Sync + 'static {
+    /// Another server published on `game:<game_id>`.
+    fn relayed(&self, game_id: &str, payload: &[u8]);
+    /// A message arrived in this server's inbox (`node:<node_id>`).
+    fn inbox(&self, payload: &[u8]);
+    /// A save finished.
+    fn saved(&self, game_id: &str, version: u64, result: SaveResult);
+    /// The connection to Redis came up (subscriptions in place) or went down.
+    fn connection(&self, up: bool);
+}
+
+/// The game layer's view of the cluster.
+pub trait Bus: Send + Sync + 'static {
+    /// This server's node id (the owner value, the inbox name, the `origin` published).
+    fn node_id(&self) -> &str;
+
+    fn status(&self) -> BusStatus;
+
+    /// Whether games are shared with other servers at all (false: single-server mode, where a
+    /// game task commits changes at once and never serialises them for a store).
+    fn replicated(&self) -> bool;
+
+    /// How long a lease lasts from the moment its renewal was sent.
+    fn lease(&self) -> Duration;
+
+    /// Starts the bus's own tasks; events go to `events`.
+    fn start(&self, events: Arc<dyn BusEvents>);
+
+    /// Saves and publishes, fenced on this server owning the game.
+    fn save(&self, game_id: &str, save: Save) -> SaveOutcome;
+
+    /// Ends a game everywhere: deletes its keys and publishes `publish`, if still ours.
+    fn terminate(&self, game_id: &str, publish: String);
+
+    /// Sends a message to another server's inbox. False when it could not be sent (down).
+    fn send_to(&self, node: &str, payload: String) -> bool;
+
+    /// Who owns the game? Takes it when nobody alive does. A missing game is created from
+    /// `fallback` when one is given (a new game, or a copy of one Redis lost).
+    fn claim(&self, game_id: &str, fallback: Option<String>) -> BoxFuture<'_, Claim>;
+
+    /// The stored JSON of a game, if any.
+    fn load(&self, game_id: &str) -> BoxFuture<'_, Result<Option<String>, BusDown>>;
+
+    /// Renews these leases in one batch; returns when the request was sent and each answer.
+    fn renew(&self, game_ids: Vec<String>) -> BoxFuture<'_, (Instant, Vec<Renewal>)>;
+
+    /// Which of these servers are alive (their heartbeat key exists). Down: all assumed alive.
+    fn alive(&self, nodes: Vec<String>) -> BoxFuture<'_, Vec<bool>>;
+
+    /// Shutdown: gives these games up and stops the heartbeat, so others take over at once.
+    /// Nothing is saved after this.
+    fn release(&self, game_ids: Vec<String>) -> BoxFuture<'_, ()>;
+
+    /// Counts a game created here (for `/_stats`).
+    fn count_created(&self);
+
+    /// Games created across the cluster; `None` when it cannot be asked.
+    fn games_created(&self) -> BoxFuture<'_, Option<u64>>;
+
+    /// Where it connects, for logs and `/health` (never a password).
+    fn describe(&self) -> String;
+
+    /// Writes done (saves and ends), for `/metrics`.
+    fn writes_done(&self) -> u64;
+}
+
+/// How long a server's heartbeat key lives: a crashed server's games are taken over this long
+/// after its last beat. Shorter than the lease (a lease also covers a server that is alive but
+/// briefly cut off), long enough that a busy server never misses it.
+pub fn heartbeat_ttl(lease: Duration) -> Duration {
+    (lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(2))
+}

@@ -1,0 +1,585 @@
+//! The Redis bus: one Redis shared by every server of a cluster.
+//!
+//! Three tasks, started by [`RedisBus::start`]:
+//! - the *supervisor* connects (PING, scripts, the shared token secret), subscribes to
+//!   `game:*` and this server's inbox, beats the heartbeat, hands every message to the
+//!   [`BusEvents`], and when the connection breaks retries every [`RETRY`] — so the first
+//!   reconnect comes within a fraction of a second of Redis being back;
+//! - the *writer* ([`writer`]) sends queued saves as one pipelined round trip and reports each
+//!   result;
+//! - the *publisher* sends inbox messages in order, pipelined.
+//!
+//! Keys, channels and scripts: [`scripts`].
+
+mod scripts;
+mod writer;
+
+pub use scripts::{alive_key, game_channel, inbox_channel, owner_key, state_key};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisResult};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use self::scripts::{Scripts, CREATED_KEY, GAME_PATTERN, SECRET_KEY, STATE_TTL_SECS};
+use self::writer::{Outbox, Writes};
+use super::{
+    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Renewal, Save, SaveOutcome,
+};
+use crate::token::Tokens;
+
+/// Time allowed for connecting, and for any one Redis reply.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often to try again while Redis is unreachable (a refused connect costs nothing).
+const RETRY: Duration = Duration::from_millis(100);
+
+/// How to reach Redis.
+pub struct RedisConfig {
+    pub node_id: String,
+    pub client: Client,
+    /// `host:port` for logs (never the password).
+    pub addr: String,
+    pub lease: Duration,
+    /// Adopts the cluster's shared secret on connect, so every server accepts every token.
+    pub tokens: Arc<Tokens>,
+    /// An operator-set secret wins over the one shared in Redis.
+    pub explicit_secret: bool,
+}
+
+/// The Redis bus. Every method the game layer calls on the hot path returns at once.
+pub struct RedisBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    /// The command connection while connected; multiplexed, so every task shares it.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    connected: AtomicBool,
+    /// A failed call asks the supervisor to drop the connection and start over.
+    reconnect: Notify,
+    /// Saves and ends waiting for the writer.
+    writes: Writes,
+    /// Inbox messages waiting for the publisher.
+    outbox: Outbox,
+    events: OnceLock<Arc<dyn BusEvents>>,
+    scripts: Scripts,
+    /// Set by `release`: nothing is written or renewed after it, no reconnect.
+    stopped: AtomicBool,
+    /// Saves and ends written, for `/metrics`.
+    writes_done: AtomicU64,
+}
+
+/// Turns `-redis`/`REDIS_URL` (+ `-redis-password`) into a client; the error is for humans.
+pub fn redis_client(
+    raw: &str,
+    password: Option<&str>,
+    tls_insecure: bool,
+) -> Result<(Client, String), String> {
+    use redis::IntoConnectionInfo;
+    let mut url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("redis://{raw}")
+    };
+    if tls_insecure && url.starts_with("rediss://") && !url.contains('#') {
+        if !url["rediss://".len()..].contains('/') {
+            url.push('/');
+        }
+        url.push_str("#insecure");
+    }
+    let mut info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    if let Some(password) = password.filter(|p| !p.is_empty()) {
+        if info.redis_settings().password().is_none() {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+    }
+    let addr = info.addr().to_string();
+    let client = Client::open(info).map_err(|e| e.to_string())?;
+    Ok((client, addr))
+}
+
+impl RedisBus {
+    pub fn new(config: RedisConfig) -> RedisBus {
+        RedisBus {
+            inner: Arc::new(Inner {
+                config,
+                conn: Mutex::new(None),
+                connected: AtomicBool::new(false),
+                reconnect: Notify::new(),
+                writes: Writes::default(),
+                outbox: Outbox::default(),
+                events: OnceLock::new(),
+                scripts: Scripts::new(),
+                stopped: AtomicBool::new(false),
+                writes_done: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn conn(&self) -> Option<MultiplexedConnection> {
+        lock(&self.conn).clone()
+    }
+
+    fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.config.lease.as_millis() as u64
+    }
+
+    /// Logs a failed Redis call; a broken connection makes the supervisor reconnect.
+    fn failed(&self, what: &str, e: &redis::RedisError) {
+        log::warn!("Redis {what} failed: {e}");
+        let no_script = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || no_script {
+            self.reconnect.notify_one();
+        }
+    }
+
+    async fn connect(&self) -> RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let client = &self.config.client;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        for script in self.scripts.all() {
+            script.load_async(&mut conn).await?;
+        }
+        if !self.config.explicit_secret {
+            let fresh = nanoid::nanoid!(43);
+            let _: () = redis::cmd("SET")
+                .arg(SECRET_KEY)
+                .arg(&fresh)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            let shared: Option<String> = redis::cmd("GET")
+                .arg(SECRET_KEY)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(shared) = shared {
+                self.config.tokens.adopt(shared.as_bytes());
+            }
+        }
+        self.beat(&mut conn).await?;
+        let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| {
+                redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out opening the pub/sub connection",
+                ))
+            })??;
+        pubsub.psubscribe(GAME_PATTERN).await?;
+        pubsub.subscribe(inbox_channel(self.node_id())).await?;
+        Ok((conn, pubsub))
+    }
+
+    /// The heartbeat: this server is alive for the next TTL.
+    async fn beat(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        let ttl = heartbeat_ttl(self.config.lease);
+        redis::cmd("SET")
+            .arg(alive_key(self.node_id()))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(conn)
+            .await
+    }
+
+    /// Connects, subscribes, relays and beats until the connection drops; then again.
+    async fn supervise(self: Arc<Self>) {
+        let mut failures = 0u32;
+        let addr = self.config.addr.clone();
+        loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            match self.connect().await {
+                Ok((conn, pubsub)) => {
+                    *lock(&self.conn) = Some(conn.clone());
+                    self.connected.store(true, Ordering::Relaxed);
+                    log::info!("Connected to Redis at {addr} - multi-server mode enabled");
+                    log::info!("Subscribed to Redis channels: [{GAME_PATTERN}]");
+                    failures = 0;
+                    self.writes.wake();
+                    self.outbox.wake();
+                    if let Some(events) = self.events.get() {
+                        events.connection(true);
+                    }
+                    self.serve(conn, pubsub).await;
+                    *lock(&self.conn) = None;
+                    self.connected.store(false, Ordering::Relaxed);
+                    if self.stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    log::warn!(
+                        "WARNING: Lost the connection to Redis at {addr}; running on this server's games alone and reconnecting"
+                    );
+                    if let Some(events) = self.events.get() {
+                        events.connection(false);
+                    }
+                }
+                Err(e) => {
+                    // Say it on the first failure, then now and then, not every retry.
+                    if failures.is_multiple_of(50) {
+                        log::warn!("WARNING: Failed to connect to Redis at {addr}: {e}");
+                    }
+                    failures += 1;
+                }
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Hands every subscribed message to the events and beats the heartbeat, until the
+    /// connection ends (or a failed call asks for a new one).
+    async fn serve(&self, mut conn: MultiplexedConnection, pubsub: redis::aio::PubSub) {
+        let Some(events) = self.events.get().cloned() else {
+            return;
+        };
+        let inbox = inbox_channel(self.node_id());
+        let mut stream = pubsub.into_on_message();
+        let mut heartbeat = tokio::time::interval(heartbeat_ttl(self.config.lease) / 4);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { return };
+                    let channel = msg.get_channel_name();
+                    if channel == inbox {
+                        events.inbox(msg.get_payload_bytes());
+                    } else if let Some(game_id) = channel.strip_prefix("game:") {
+                        events.relayed(game_id, msg.get_payload_bytes());
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if self.stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Err(e) = self.beat(&mut conn).await {
+                        self.failed("heartbeat", &e);
+                        return;
+                    }
+                }
+                () = self.reconnect.notified() => return,
+            }
+        }
+    }
+
+    async fn claim_once(
+        &self,
+        conn: &mut MultiplexedConnection,
+        game_id: &str,
+        fallback: &str,
+        dead_owner: &str,
+    ) -> RedisResult<(u8, String)> {
+        self.scripts
+            .claim
+            .key(owner_key(game_id))
+            .key(state_key(game_id))
+            .arg(self.node_id())
+            .arg(self.lease_ms())
+            .arg(fallback)
+            .arg(STATE_TTL_SECS)
+            .arg(dead_owner)
+            .invoke_async(conn)
+            .await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Bus for RedisBus {
+    fn node_id(&self) -> &str {
+        self.inner.node_id()
+    }
+
+    fn status(&self) -> BusStatus {
+        if self.inner.connected.load(Ordering::Relaxed) {
+            BusStatus::Connected
+        } else {
+            BusStatus::Down
+        }
+    }
+
+    fn replicated(&self) -> bool {
+        true
+    }
+
+    fn lease(&self) -> Duration {
+        self.inner.config.lease
+    }
+
+    fn start(&self, events: Arc<dyn BusEvents>) {
+        let _ = self.inner.events.set(events);
+        tokio::spawn(self.inner.clone().supervise());
+        tokio::spawn(writer::write_loop(self.inner.clone()));
+        tokio::spawn(writer::publish_loop(self.inner.clone()));
+    }
+
+    fn save(&self, game_id: &str, save: Save) -> SaveOutcome {
+        if self.inner.stopped.load(Ordering::Relaxed) || self.status() != BusStatus::Connected {
+            return SaveOutcome::Down;
+        }
+        self.inner.writes.push(game_id, writer::Write::Save(save));
+        SaveOutcome::Pending
+    }
+
+    fn terminate(&self, game_id: &str, publish: String) {
+        if !self.inner.stopped.load(Ordering::Relaxed) {
+            self.inner
+                .writes
+                .push(game_id, writer::Write::Terminate { publish });
+        }
+    }
+
+    fn send_to(&self, node: &str, payload: String) -> bool {
+        if self.status() != BusStatus::Connected {
+            return false;
+        }
+        self.inner.outbox.push(inbox_channel(node), payload);
+        true
+    }
+
+    fn claim(&self, game_id: &str, fallback: Option<String>) -> BoxFuture<'_, Claim> {
+        let game_id = game_id.to_owned();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let Some(mut conn) = inner.conn() else {
+                return Claim::Failed;
+            };
+            let fallback = fallback.unwrap_or_default();
+            let mut dead = String::new();
+            // At most twice: once, and once more taking over an owner found dead.
+            for _ in 0..2 {
+                let answer = inner
+                    .claim_once(&mut conn, &game_id, &fallback, &dead)
+                    .await;
+                match answer {
+                    Ok((1, stored)) => return Claim::Claimed { stored },
+                    Ok((2, owner)) if owner != dead && dead.is_empty() => {
+                        let alive: RedisResult<bool> = redis::cmd("EXISTS")
+                            .arg(alive_key(&owner))
+                            .query_async(&mut conn)
+                            .await;
+                        match alive {
+                            Ok(true) => return Claim::OwnedBy(owner),
+                            Ok(false) => {
+                                log::info!(
+                                    "game {game_id}: owner {owner} has no heartbeat; taking over"
+                                );
+                                dead = owner;
+                            }
+                            Err(e) => {
+                                inner.failed("heartbeat check", &e);
+                                return Claim::Failed;
+                            }
+                        }
+                    }
+                    Ok((2, owner)) => return Claim::OwnedBy(owner),
+                    Ok(_) => return Claim::Gone,
+                    Err(e) => {
+                        inner.failed("claim", &e);
+                        return Claim::Failed;
+                    }
+                }
+            }
+            Claim::Failed
+        })
+    }
+
+    fn load(&self, game_id: &str) -> BoxFuture<'_, Result<Option<String>, BusDown>> {
+        let game_id = game_id.to_owned();
+        Box::pin(async move {
+            let mut conn = self.inner.conn().ok_or(BusDown)?;
+            redis::cmd("GET")
+                .arg(state_key(&game_id))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| {
+                    self.inner.failed("GET", &e);
+                    BusDown
+                })
+        })
+    }
+
+    fn renew(&self, game_ids: Vec<String>) -> BoxFuture<'_, (Instant, Vec<Renewal>)> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let sent_at = Instant::now();
+            let failed = vec![Renewal::Failed; game_ids.len()];
+            let conn = inner.conn().filter(|_| !game_ids.is_empty());
+            let Some(mut conn) = conn.filter(|_| !inner.stopped.load(Ordering::Relaxed)) else {
+                return (sent_at, failed);
+            };
+            let mut pipe = redis::pipe();
+            for id in &game_ids {
+                pipe.cmd("EVALSHA")
+                    .arg(inner.scripts.renew.get_hash())
+                    .arg(1)
+                    .arg(owner_key(id))
+                    .arg(inner.node_id())
+                    .arg(inner.lease_ms());
+            }
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                Ok(answers) => {
+                    let answers = answers
+                        .into_iter()
+                        .map(|a| match a {
+                            1 => Renewal::Held,
+                            2 => Renewal::Unowned,
+                            _ => Renewal::Taken,
+                        })
+                        .collect();
+                    (sent_at, answers)
+                }
+                Err(e) => {
+                    inner.failed("renew", &e);
+                    (sent_at, failed)
+                }
+            }
+        })
+    }
+
+    fn alive(&self, nodes: Vec<String>) -> BoxFuture<'_, Vec<bool>> {
+        Box::pin(async move {
+            let all_alive = vec![true; nodes.len()];
+            let Some(mut conn) = self.inner.conn().filter(|_| !nodes.is_empty()) else {
+                return all_alive;
+            };
+            let mut pipe = redis::pipe();
+            for node in &nodes {
+                pipe.cmd("EXISTS").arg(alive_key(node));
+            }
+            match pipe.query_async::<Vec<bool>>(&mut conn).await {
+                Ok(alive) => alive,
+                Err(e) => {
+                    self.inner.failed("heartbeat check", &e);
+                    all_alive
+                }
+            }
+        })
+    }
+
+    fn release(&self, game_ids: Vec<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            inner.stopped.store(true, Ordering::Relaxed);
+            // Whatever was queued before goes out first (a final save, an end).
+            inner.writes.flushed(REDIS_TIMEOUT).await;
+            let Some(mut conn) = inner.conn() else {
+                log::warn!(
+                    "node {}: could not release games on shutdown",
+                    inner.node_id()
+                );
+                return;
+            };
+            let mut pipe = redis::pipe();
+            for id in &game_ids {
+                pipe.cmd("EVALSHA")
+                    .arg(inner.scripts.release.get_hash())
+                    .arg(1)
+                    .arg(owner_key(id))
+                    .arg(inner.node_id())
+                    .ignore();
+            }
+            pipe.cmd("DEL").arg(alive_key(inner.node_id())).ignore();
+            let released =
+                tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+            match released {
+                Ok(Ok(())) => log::info!(
+                    "node {}: released {} game(s) to the cluster",
+                    inner.node_id(),
+                    game_ids.len()
+                ),
+                _ => log::warn!(
+                    "node {}: could not release games on shutdown",
+                    inner.node_id()
+                ),
+            }
+            inner.reconnect.notify_one();
+        })
+    }
+
+    fn count_created(&self) {
+        self.inner.writes.count_created();
+    }
+
+    fn games_created(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn()?;
+            let n: Option<u64> = tokio::time::timeout(
+                REDIS_TIMEOUT,
+                redis::cmd("GET").arg(CREATED_KEY).query_async(&mut conn),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            Some(n.unwrap_or(0))
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.config.addr.clone()
+    }
+
+    fn writes_done(&self) -> u64 {
+        self.inner.writes_done.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_addresses_parse_with_and_without_scheme() {
+        let (_, addr) = redis_client("localhost:6379", None, false).unwrap();
+        assert_eq!(addr, "localhost:6379");
+        let (client, addr) = redis_client("redis://u:p@10.0.0.1:6380/2", None, false).unwrap();
+        assert_eq!(addr, "10.0.0.1:6380");
+        assert_eq!(
+            client.get_connection_info().redis_settings().password(),
+            Some("p")
+        );
+        let (client, _) = redis_client("127.0.0.1:6379", Some("pw"), false).unwrap();
+        assert_eq!(
+            client.get_connection_info().redis_settings().password(),
+            Some("pw")
+        );
+        let (_, addr) = redis_client("rediss://h.example:6380/#insecure", None, false).unwrap();
+        assert_eq!(addr, "h.example:6380");
+        assert!(redis_client("http://nope", None, false).is_err());
+        assert!(redis_client("redis://host:notaport", None, false).is_err());
+        // Heroku's REDIS_URL with the switch on: certificate checks off.
+        let insecure = |url: &str, on: bool| {
+            let (client, _) = redis_client(url, None, on).unwrap();
+            matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { insecure: true, .. }
+            )
+        };
+        assert!(insecure("rediss://:pw@ec2.example:21290", true));
+        assert!(insecure("rediss://:pw@ec2.example:21290/0", true));
+        assert!(!insecure("rediss://:pw@ec2.example:21290", false));
+    }
+}

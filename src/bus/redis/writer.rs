@@ -1,0 +1,199 @@
+//! Write-behind: saves and inbox messages go out in pipelined batches, one round trip per
+//! batch, so game tasks never wait on Redis. A game task keeps at most one save in flight,
+//! so a batch holds at most one save per game.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use super::scripts::{game_channel, owner_key, state_key, CREATED_KEY, STATE_TTL_SECS};
+use super::{lock, Inner};
+use crate::bus::{Save, SaveResult};
+
+pub enum Write {
+    Save(Save),
+    Terminate { publish: String },
+}
+
+/// The writer's queue.
+#[derive(Default)]
+pub struct Writes {
+    queue: Mutex<Queued>,
+    ready: Notify,
+    /// The generation the writer has finished (see [`Writes::flushed`]).
+    done: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Queued {
+    items: Vec<(String, Write)>,
+    created: u64,
+    /// Bumped with every push.
+    generation: u64,
+}
+
+impl Writes {
+    pub fn push(&self, game_id: &str, write: Write) {
+        let mut q = lock(&self.queue);
+        q.items.push((game_id.to_owned(), write));
+        q.generation += 1;
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    pub fn count_created(&self) {
+        let mut q = lock(&self.queue);
+        q.created += 1;
+        q.generation += 1;
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Waits (bounded) until everything queued so far has been written.
+    pub async fn flushed(&self, timeout: Duration) {
+        let target = lock(&self.queue).generation;
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(timeout, done.wait_for(|g| *g >= target)).await;
+    }
+}
+
+/// The publisher's queue: inbox messages, in order.
+#[derive(Default)]
+pub struct Outbox {
+    queue: Mutex<VecDeque<(String, String)>>,
+    ready: Notify,
+}
+
+/// Inbox messages held before the oldest are dropped (their senders time out and resend).
+const OUTBOX_MAX: usize = 65_536;
+
+impl Outbox {
+    pub fn push(&self, channel: String, payload: String) {
+        let mut q = lock(&self.queue);
+        if q.len() >= OUTBOX_MAX {
+            q.pop_front();
+        }
+        q.push_back((channel, payload));
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+}
+
+/// Takes everything queued, writes it in one pipelined round trip, reports, repeats.
+pub async fn write_loop(inner: Arc<Inner>) {
+    loop {
+        let (batch, created, generation) = {
+            let mut q = lock(&inner.writes.queue);
+            (
+                std::mem::take(&mut q.items),
+                std::mem::take(&mut q.created),
+                q.generation,
+            )
+        };
+        if batch.is_empty() && created == 0 {
+            inner.writes.done.send_replace(generation);
+            inner.writes.ready.notified().await;
+            continue;
+        }
+        let results = write(&inner, &batch, created).await;
+        if let Some(events) = inner.events.get() {
+            for ((game_id, write), result) in batch.iter().zip(results) {
+                if let Write::Save(save) = write {
+                    events.saved(game_id, save.version, result);
+                }
+            }
+        }
+        inner.writes.done.send_replace(generation);
+    }
+}
+
+async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<SaveResult> {
+    let failed = vec![SaveResult::Failed; batch.len()];
+    let Some(mut conn) = inner.conn() else {
+        return failed;
+    };
+    let node = inner.node_id();
+    let mut pipe = redis::pipe();
+    for (id, write) in batch {
+        match write {
+            Write::Save(save) => pipe
+                .cmd("EVALSHA")
+                .arg(inner.scripts.save.get_hash())
+                .arg(2)
+                .arg(owner_key(id))
+                .arg(state_key(id))
+                .arg(node)
+                .arg(inner.lease_ms())
+                .arg(&save.stored)
+                .arg(game_channel(id))
+                .arg(&save.publish)
+                .arg(STATE_TTL_SECS),
+            Write::Terminate { publish } => pipe
+                .cmd("EVALSHA")
+                .arg(inner.scripts.terminate.get_hash())
+                .arg(2)
+                .arg(owner_key(id))
+                .arg(state_key(id))
+                .arg(node)
+                .arg(game_channel(id))
+                .arg(publish),
+        };
+    }
+    if created > 0 {
+        pipe.cmd("INCRBY").arg(CREATED_KEY).arg(created).ignore();
+    }
+    let sent_at = Instant::now();
+    match pipe.query_async::<Vec<i64>>(&mut conn).await {
+        Ok(answers) => {
+            inner
+                .writes_done
+                .fetch_add(answers.len() as u64, Ordering::Relaxed);
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    1 => SaveResult::Saved { sent_at },
+                    2 => SaveResult::Unowned,
+                    _ => SaveResult::Fenced,
+                })
+                .collect()
+        }
+        Err(e) => {
+            inner.failed("save", &e);
+            failed
+        }
+    }
+}
+
+/// Sends inbox messages in order, a pipelined batch at a time. One that fails is not retried
+/// here: forwarded commands are resent by their senders until the owner acknowledges them.
+pub async fn publish_loop(inner: Arc<Inner>) {
+    loop {
+        let batch: Vec<(String, String)> = lock(&inner.outbox.queue).drain(..).collect();
+        if batch.is_empty() {
+            inner.outbox.ready.notified().await;
+            continue;
+        }
+        let Some(mut conn) = inner.conn() else {
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            inner.failed("publish", &e);
+        }
+    }
+}

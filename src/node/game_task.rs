@@ -1,0 +1,305 @@
+//! One task per game: its state, its local players, its countdown and idle timers, its role.
+//!
+//! Everything for a game reaches its task as a [`GameMsg`] on one bounded channel: sessions
+//! (presses, connects), HTTP handlers (joins, reads), the registry (bus events, renewals,
+//! shutdown). Handlers are synchronous; I/O is handed to the bus and answers come back as
+//! messages. Games share nothing, so their tasks run in parallel on every core.
+//!
+//! Owner: applies commands (each numbered command once, see `game::Applied`), runs the
+//! countdown, saves through the bus with at most one save in flight, and shows its players a
+//! change only once the save is committed — so a state a fenced save refuses is never shown.
+//! Replica: shows what the owner publishes and sends its players' commands there, keeping each
+//! until a committed state shows it applied (`origin`). The role changes only through the pure
+//! functions in `role`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::origin::Origin;
+use super::role::{self, Ctx, Role};
+use super::sessions::{CloseWhy, Outbound, SessionId, Sessions};
+use super::wire::{Command, InboxMsg};
+use super::{GameInfo, NodeError, Shared};
+use crate::bus::{BusStatus, Claim, Renewal, SaveResult};
+use crate::game::{Game, PlayerName};
+use crate::protocol::ClientMsg;
+
+/// Messages queued for one game before senders are told it is overloaded.
+pub const GAME_QUEUE: usize = 1024;
+/// Forwarded commands held while ownership is being settled.
+const MAX_HELD: usize = 4096;
+
+/// Everything a game task handles.
+pub enum GameMsg {
+    /// The game, once loaded.
+    Get(oneshot::Sender<Result<Game, NodeError>>),
+    Connect {
+        session: SessionId,
+        robot_id: String,
+        outbox: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Disconnect(SessionId),
+    /// A local player's command.
+    Client(SessionId, ClientMsg),
+    /// Add a robot; answered once the robot is committed.
+    Join {
+        robot_id: String,
+        name: PlayerName,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    /// From another server's inbox.
+    Inbox(InboxMsg),
+    /// Published by another server: a committed state, or the end.
+    Relayed {
+        origin: String,
+        game: Box<Game>,
+    },
+    Terminated,
+    Saved {
+        version: u64,
+        result: SaveResult,
+    },
+    Claimed {
+        claim: Claim,
+        sent_at: Instant,
+    },
+    Loaded(Result<Option<String>, crate::bus::BusDown>),
+    Renewed {
+        sent_at: Instant,
+        renewal: Renewal,
+    },
+    Bus {
+        up: bool,
+    },
+    /// The owner's heartbeat is gone.
+    OwnerGone,
+    /// Shutdown, step 1: close local sessions; answer when they are gone.
+    Drain(oneshot::Sender<()>),
+    /// Shutdown, step 2: stop applying, commit what was applied; answer whether we owned it.
+    Stop(oneshot::Sender<bool>),
+}
+
+/// How the task starts.
+pub enum Start {
+    /// A game just created here.
+    New(Game),
+    /// A game that exists somewhere: find its owner, or take it over.
+    Find,
+}
+
+/// A save sent and not answered yet.
+struct InFlight {
+    version: u64,
+    /// What players see once it is committed.
+    frame: ByteString,
+    /// The last of our own commands it includes.
+    own_seq: Option<u64>,
+}
+
+pub struct GameTask {
+    id: String,
+    shared: Arc<Shared>,
+    info: Arc<GameInfo>,
+    rx: mpsc::Receiver<GameMsg>,
+    tx: mpsc::WeakSender<GameMsg>,
+    game: Option<Game>,
+    role: Role,
+    /// Replicated through a bus (false: single-server mode, changes commit at once).
+    replicated: bool,
+    sessions: Sessions,
+    origin: Origin,
+    /// Forwarded commands waiting for ownership to settle.
+    held: Vec<Command>,
+    /// Applied and not yet sent to the bus.
+    dirty: bool,
+    in_flight: Option<InFlight>,
+    /// The newest version shown to local players.
+    shown: u64,
+    /// Created here and not yet committed (no version bump on the first claim).
+    fresh: bool,
+    /// Waiting for the game to be loaded or created.
+    waiting: Vec<oneshot::Sender<Result<Game, NodeError>>>,
+    next_tick: Option<Instant>,
+    last_action: Instant,
+    retry_at: Option<Instant>,
+    missing_since: Option<Instant>,
+    draining: Option<(oneshot::Sender<()>, Instant)>,
+    stopping: Option<(oneshot::Sender<bool>, Instant, bool)>,
+    done: bool,
+}
+
+impl GameTask {
+    pub fn new(
+        id: String,
+        shared: Arc<Shared>,
+        info: Arc<GameInfo>,
+        rx: mpsc::Receiver<GameMsg>,
+        tx: mpsc::WeakSender<GameMsg>,
+    ) -> GameTask {
+        let replicated = shared.bus.replicated();
+        GameTask {
+            sessions: Sessions::new(shared.metrics.clone()),
+            origin: Origin::new(shared.instance.clone(), shared.node_id.clone()),
+            id,
+            info,
+            rx,
+            tx,
+            game: None,
+            role: Role::Resolving { claiming: false },
+            replicated,
+            held: Vec::new(),
+            dirty: false,
+            in_flight: None,
+            shown: 0,
+            fresh: false,
+            waiting: Vec::new(),
+            next_tick: None,
+            last_action: Instant::now(),
+            retry_at: None,
+            missing_since: None,
+            draining: None,
+            stopping: None,
+            done: false,
+            shared,
+        }
+    }
+
+    pub async fn run(mut self, start: Start) {
+        self.start(start);
+        let sleep = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(sleep);
+        while !self.done {
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    // Whatever else is queued, before committing once for all of it.
+                    while !self.done {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = &mut sleep => self.on_timer(Instant::now()),
+            }
+            self.flush();
+            self.check_shutdown(Instant::now());
+            self.info.sync(
+                self.game.as_ref().map(|g| g.state),
+                !self.sessions.is_empty(),
+            );
+            let deadline = self.next_deadline();
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+        }
+        self.shared.forget(&self.id, &self.info);
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            now: Instant::now(),
+            lease: self.shared.bus.lease(),
+            bus_up: self.shared.bus.status() != BusStatus::Down,
+        }
+    }
+
+    fn start(&mut self, start: Start) {
+        match start {
+            Start::New(game) => {
+                self.origin.continue_after(&game);
+                self.game = Some(game);
+                self.fresh = true;
+                if self.replicated {
+                    self.set_role(Role::Resolving { claiming: true });
+                    self.claim(true);
+                } else {
+                    let forever = Instant::now() + Duration::from_secs(86_400 * 365);
+                    self.set_role(Role::Owner(role::Owner {
+                        lease_until: forever,
+                        confirming: false,
+                    }));
+                    self.dirty = true;
+                }
+            }
+            Start::Find => {
+                self.set_role(Role::Resolving { claiming: true });
+                self.claim(false);
+            }
+        }
+    }
+
+    fn set_role(&mut self, role: Role) {
+        let owned = matches!(role, Role::Owner(_));
+        let owner = match &role {
+            Role::Replica { owner } => Some(owner.clone()),
+            _ => None,
+        };
+        self.info.set_role(owned, owner);
+        self.role = role;
+    }
+
+    fn handle(&mut self, msg: GameMsg) {
+        match msg {
+            GameMsg::Get(reply) => match &self.game {
+                Some(game) if !self.fresh || self.shown > 0 => {
+                    let _ = reply.send(Ok(game.clone()));
+                }
+                _ => self.waiting.push(reply),
+            },
+            GameMsg::Connect {
+                session,
+                robot_id,
+                outbox,
+                reply,
+            } => {
+                let _ = reply.send(self.connect(session, robot_id, outbox));
+            }
+            GameMsg::Disconnect(session) => self.sessions.remove(session),
+            GameMsg::Client(session, msg) => self.client(session, msg),
+            GameMsg::Join {
+                robot_id,
+                name,
+                reply,
+            } => self.join(robot_id, name, reply),
+            GameMsg::Inbox(msg) => self.inbox(msg),
+            GameMsg::Relayed { origin, game } => self.relayed(&origin, *game),
+            GameMsg::Terminated => self.end(NodeError::NotFound, true),
+            GameMsg::Saved { version, result } => self.saved(version, result),
+            GameMsg::Claimed { claim, sent_at } => self.claimed(claim, sent_at),
+            GameMsg::Loaded(result) => self.loaded(result),
+            GameMsg::Renewed { sent_at, renewal } => {
+                let (role, actions) = role::on_renewed(&self.role, renewal, sent_at, self.ctx());
+                self.set_role(role);
+                self.act(&actions);
+            }
+            GameMsg::Bus { up } => {
+                let (role, actions) = role::on_bus(&self.role, up);
+                self.set_role(role);
+                self.act(&actions);
+            }
+            GameMsg::OwnerGone => self.doubt(),
+            GameMsg::Drain(reply) => {
+                let last = self.shown_frame();
+                self.sessions.close_all(CloseWhy::GoingAway, last.as_ref());
+                self.draining = Some((reply, Instant::now() + self.shared.timing.drain));
+            }
+            GameMsg::Stop(reply) => {
+                let owned = matches!(self.role, Role::Owner(_));
+                let (role, _) = role::on_stop(&self.role);
+                self.set_role(role);
+                self.stopping = Some((reply, Instant::now() + self.shared.timing.drain, owned));
+            }
+        }
+    }
+}
+
+mod commands;
+mod ownership;
+mod timers;

@@ -1,0 +1,320 @@
+//! Players' commands: numbering, routing, applying; and showing what changed.
+
+use std::sync::atomic::Ordering;
+
+use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{GameTask, InFlight, MAX_HELD};
+use crate::bus::{BusStatus, Save, SaveOutcome};
+use crate::game::{Admit, PlayerName, RuleError, Step};
+use crate::node::role::{self, Route};
+use crate::node::sessions::{Outbound, SessionId};
+use crate::node::wire::{update_message, Cmd, Command, InboxMsg};
+use crate::node::NodeError;
+use crate::protocol::{error_frame, update_frame, ClientMsg, ServerMsg};
+
+impl GameTask {
+    pub(super) fn connect(
+        &mut self,
+        session: SessionId,
+        robot_id: String,
+        outbox: mpsc::Sender<Outbound>,
+    ) -> Result<(), NodeError> {
+        if self.stopping.is_some() || self.draining.is_some() {
+            return Err(NodeError::Unavailable);
+        }
+        let game = self.game.as_ref().ok_or(NodeError::Unavailable)?;
+        let robot = game.robot(&robot_id).ok_or(RuleError::UnknownRobot)?;
+        let welcome = ServerMsg::Welcome {
+            robot_id: &robot.id,
+            admin: robot.admin,
+            game: game.view(),
+        }
+        .to_frame();
+        outbox
+            .try_send(Outbound::Frame(welcome))
+            .map_err(|_| NodeError::Unavailable)?;
+        self.shown = self.shown.max(game.version);
+        self.sessions.add(session, robot_id, outbox);
+        Ok(())
+    }
+
+    pub(super) fn client(&mut self, session: SessionId, msg: ClientMsg) {
+        let Some(robot_id) = self.sessions.robot_of(session).map(str::to_owned) else {
+            return;
+        };
+        if msg == ClientMsg::ScorePoint {
+            self.shared.metrics.presses.fetch_add(1, Ordering::Relaxed);
+        }
+        let cmd = match msg {
+            ClientMsg::ScorePoint => Cmd::ScorePoint,
+            ClientMsg::StartCountdown => Cmd::StartCountdown,
+            ClientMsg::PlayAgain => Cmd::PlayAgain,
+        };
+        if self.origin.is_full() {
+            let err = NodeError::Unavailable;
+            self.sessions
+                .send_to(session, error_frame(err.code(), &err.to_string()));
+            return;
+        }
+        let command = self.origin.number(&robot_id, session, cmd, self.replicated);
+        self.route(command, true);
+    }
+
+    pub(super) fn join(
+        &mut self,
+        robot_id: String,
+        name: PlayerName,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    ) {
+        if self.origin.is_full() || self.stopping.is_some() {
+            let _ = reply.send(Err(NodeError::Unavailable));
+            return;
+        }
+        let cmd = Cmd::Join {
+            name: name.as_str().to_owned(),
+        };
+        let command = self.origin.number(&robot_id, 0, cmd, self.replicated);
+        self.origin.wait_join(command.seq, robot_id, reply);
+        self.route(command, true);
+    }
+
+    pub(super) fn inbox(&mut self, msg: InboxMsg) {
+        match msg {
+            InboxMsg::Command { command, .. } => self.route(command, false),
+            InboxMsg::CommandError {
+                seq,
+                session,
+                error,
+                message,
+                ..
+            } => {
+                self.sessions
+                    .send_to(session, error_frame(&error, &message));
+                self.origin.refused(seq, NodeError::from_code(&error));
+            }
+            InboxMsg::Redirect { owner, .. } => {
+                let (role, actions) =
+                    role::on_redirect(&self.role, owner.as_deref(), &self.shared.node_id);
+                self.set_role(role);
+                self.act(&actions);
+            }
+        }
+    }
+
+    /// Sends a command where it is applied. A local one is already kept in `origin` (in a
+    /// replicated game) and is sent again whenever the owner changes.
+    pub(super) fn route(&mut self, command: Command, local: bool) {
+        self.last_action = Instant::now();
+        let (role, route) = role::route(&self.role, self.ctx());
+        self.set_role(role);
+        match route {
+            Route::Apply => self.apply(command),
+            Route::Hold(actions) => {
+                if !local {
+                    if self.held.len() < MAX_HELD {
+                        self.held.push(command);
+                    } else {
+                        self.redirect(&command.from, None);
+                    }
+                }
+                self.act(&actions);
+            }
+            Route::Forward(owner) if local => self.send_unacked(&owner),
+            Route::Forward(owner) => self.redirect(&command.from, Some(owner)),
+            Route::Refuse if local => self.answer_error(&command, NodeError::Unavailable),
+            Route::Refuse => self.redirect(&command.from, None),
+        }
+    }
+
+    pub(super) fn redirect(&self, node: &str, owner: Option<String>) {
+        let msg = InboxMsg::Redirect {
+            game_id: self.id.clone(),
+            owner,
+        };
+        self.shared.bus.send_to(node, msg.encode());
+    }
+
+    /// Sends every local command not yet acknowledged to `owner`, in order.
+    pub(super) fn send_unacked(&mut self, owner: &str) {
+        let now = Instant::now();
+        for pending in self.origin.unacked.iter_mut() {
+            if pending
+                .sent
+                .is_some_and(|at| now - at < self.shared.timing.resend_gap)
+            {
+                continue;
+            }
+            let msg = InboxMsg::Command {
+                game_id: self.id.clone(),
+                command: pending.command.clone(),
+            };
+            if !self.shared.bus.send_to(owner, msg.encode()) {
+                return;
+            }
+            pending.sent = Some(now);
+            self.shared
+                .metrics
+                .forwarded_out
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies a command to the game we own: each numbered command once, in order.
+    pub(super) fn apply(&mut self, command: Command) {
+        let Some(game) = self.game.as_mut() else {
+            return;
+        };
+        match game.applied.admit(&command.origin, command.seq) {
+            Admit::Apply => {}
+            Admit::Repeat | Admit::OutOfOrder => return,
+        }
+        // Recording the number changes what is stored even when the rules change nothing.
+        self.dirty = true;
+        let robot = command.robot_id.as_str();
+        let result = match &command.cmd {
+            Cmd::ScorePoint => {
+                game.score_point(robot);
+                Ok(())
+            }
+            Cmd::StartCountdown => game.start_countdown(robot).map(|step| {
+                if step == Step::Counting {
+                    self.next_tick = Some(Instant::now() + super::timers::COUNTDOWN_STEP);
+                }
+            }),
+            Cmd::PlayAgain => game.play_again(robot),
+            Cmd::Join { name } => {
+                let before = game.robots.len();
+                let joined =
+                    PlayerName::parse(name).and_then(|n| game.join(command.robot_id.clone(), n));
+                if joined.is_ok() && game.robots.len() > before {
+                    log::info!("game {}: robot {robot} joined", self.id);
+                }
+                joined
+            }
+        };
+        if let Some(winner) = game.winner.as_deref().and_then(|w| game.robot(w)) {
+            if matches!(command.cmd, Cmd::ScorePoint) && winner.score == game.winning_score {
+                log::info!("game {}: {} wins", self.id, winner.name);
+            }
+        }
+        if let Err(e) = result {
+            self.answer_error(&command, e.into());
+        }
+    }
+
+    /// Tells a command's player it was refused (here, or on the server it came from).
+    pub(super) fn answer_error(&mut self, command: &Command, error: NodeError) {
+        if command.origin == self.origin.instance {
+            if command.session != 0 {
+                let frame = error_frame(error.code(), &error.to_string());
+                self.sessions.send_to(command.session, frame);
+            }
+            self.origin.refused(command.seq, error);
+        } else {
+            let msg = InboxMsg::CommandError {
+                game_id: self.id.clone(),
+                seq: command.seq,
+                session: command.session,
+                error: error.code().to_owned(),
+                message: error.to_string(),
+            };
+            self.shared.bus.send_to(&command.from, msg.encode());
+        }
+    }
+
+    /// Commits what was applied: at once alone, else through the bus (one save in flight).
+    pub(super) fn flush(&mut self) {
+        if !self.dirty
+            || !matches!(
+                self.role,
+                crate::node::role::Role::Owner(_) | crate::node::role::Role::Stopping
+            )
+        {
+            return;
+        }
+        if self.stopping.is_some() && !self.stopping.as_ref().is_some_and(|s| s.2) {
+            return;
+        }
+        if !self.replicated {
+            self.dirty = false;
+            self.show_current();
+            if let Some(game) = &self.game {
+                self.origin.acked_by(game);
+            }
+            self.settled();
+            return;
+        }
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(game) = &self.game else {
+            return;
+        };
+        if self.shared.bus.status() == BusStatus::Down {
+            // Running alone: show now, save when Redis is back.
+            self.show_current();
+            self.settled();
+            return;
+        }
+        let stored = game.stored_json();
+        let save = Save {
+            version: game.version,
+            publish: update_message(&self.shared.node_id, &stored),
+            stored,
+        };
+        let frame = update_frame(game);
+        let version = game.version;
+        let own_seq = game.applied.last(&self.origin.instance);
+        self.dirty = false;
+        match self.shared.bus.save(&self.id, save) {
+            SaveOutcome::Pending => {
+                self.in_flight = Some(InFlight {
+                    version,
+                    frame,
+                    own_seq,
+                })
+            }
+            SaveOutcome::Down => {
+                self.dirty = true;
+                self.show_current();
+                self.settled();
+            }
+        }
+    }
+
+    /// Shows the current state to local players, committed or not (alone, or Redis down).
+    pub(super) fn show_current(&mut self) {
+        if let Some(game) = &self.game {
+            self.origin.answer_joins(game);
+            if game.version > self.shown {
+                let frame = update_frame(game);
+                self.show(game.version, &frame);
+            }
+        }
+    }
+
+    pub(super) fn show(&mut self, version: u64, frame: &ByteString) {
+        if version > self.shown {
+            self.shown = version;
+            self.sessions.send_all(frame);
+        }
+    }
+
+    /// The last frame shown, for sessions being closed (so they end on the newest state).
+    pub(super) fn shown_frame(&self) -> Option<ByteString> {
+        self.game.as_ref().map(update_frame)
+    }
+
+    /// The game is ready for readers (created and committed, or loaded).
+    pub(super) fn settled(&mut self) {
+        if let Some(game) = &self.game {
+            self.fresh = false;
+            for reply in self.waiting.drain(..) {
+                let _ = reply.send(Ok(game.clone()));
+            }
+        }
+    }
+}

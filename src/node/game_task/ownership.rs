@@ -1,0 +1,324 @@
+//! Carrying out the role's actions: claims, takeovers, saves coming back, relays, the end.
+
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::GameTask;
+use crate::bus::{Claim, SaveResult};
+use crate::game::{Game, State};
+use crate::node::role::{self, Action, Role};
+use crate::node::wire::terminated_message;
+use crate::node::NodeError;
+use crate::protocol::ServerMsg;
+
+impl GameTask {
+    pub(super) fn act(&mut self, actions: &[Action]) {
+        for action in actions {
+            match *action {
+                Action::Claim { fallback } => self.claim(fallback),
+                Action::TakeOver => {} // done by `claimed`, which holds the claimed state
+                Action::StepDown => self.step_down(),
+                Action::Renew => self.renew_now(),
+                Action::ApplyHeld => self.apply_waiting(),
+                Action::Resend => self.resend(),
+                Action::Resave => self.dirty = true,
+                Action::Reload => self.reload(),
+                Action::ShowUncommitted => {
+                    self.dirty = true;
+                    self.show_current();
+                    self.settled();
+                }
+                Action::ShowCommitted => {}
+            }
+        }
+    }
+
+    /// Asks the bus who owns the game (taking it if nobody alive does).
+    pub(super) fn claim(&mut self, fallback: bool) {
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        let offer = self
+            .game
+            .as_ref()
+            .filter(|_| fallback)
+            .map(Game::stored_json);
+        let (bus, id) = (self.shared.bus.clone(), self.id.clone());
+        tokio::spawn(async move {
+            let sent_at = Instant::now();
+            let claim = bus.claim(&id, offer).await;
+            let _ = tx.send(super::GameMsg::Claimed { claim, sent_at }).await;
+        });
+    }
+
+    pub(super) fn claimed(&mut self, claim: Claim, sent_at: Instant) {
+        let was = self.role.clone();
+        let (role, _) = role::on_claim(&self.role, &claim, sent_at, self.ctx());
+        self.set_role(role);
+        match claim {
+            Claim::Claimed { stored } => match serde_json::from_str::<Game>(&stored) {
+                Ok(game) => self.take_over(game, &was),
+                Err(e) => {
+                    log::warn!("game {}: stored state is unreadable: {e}", self.id);
+                    self.end(NodeError::NotFound, false);
+                }
+            },
+            Claim::OwnedBy(_) => {
+                if self.game.is_none() {
+                    self.reload();
+                } else {
+                    self.resend();
+                    self.redirect_held();
+                }
+            }
+            Claim::Gone if self.game.is_none() || self.fresh => {
+                self.end(NodeError::NotFound, false)
+            }
+            // Redis does not have it, but we do: its owner may be about to save it again
+            // (Redis came back empty). Wait; after a grace period, restore it from our copy.
+            Claim::Gone => {
+                if self.missing_since.is_none() {
+                    log::warn!(
+                        "game {}: missing from Redis; waiting for its owner to save it",
+                        self.id
+                    );
+                    self.missing_since = Some(Instant::now());
+                }
+                self.retry_at = Some(Instant::now() + self.shared.timing.retry);
+            }
+            Claim::Failed if self.fresh => {
+                // Created while Redis is down: run alone; saved and claimed when it is back.
+                self.set_role(Role::Owner(role::Owner {
+                    lease_until: Instant::now(),
+                    confirming: false,
+                }));
+                self.dirty = true;
+                self.apply_waiting();
+            }
+            Claim::Failed if self.game.is_none() => self.end(NodeError::Unavailable, false),
+            Claim::Failed => self.retry_at = Some(Instant::now() + self.shared.timing.retry),
+        }
+    }
+
+    /// We own the game now: carry on from what Redis has. Our own commands it does not show
+    /// applied are applied again on top (each once), and the version passes anything our
+    /// players were shown, so no screen goes backwards.
+    fn take_over(&mut self, mut game: Game, was: &Role) {
+        self.missing_since = None;
+        self.retry_at = None;
+        if !self.fresh {
+            game.version = game.version.max(self.shown) + 1;
+            if !matches!(was, Role::Owner(_)) {
+                log::info!("game {}: node {} owns it now", self.id, self.shared.node_id);
+            }
+        }
+        self.origin.continue_after(&game);
+        self.next_tick = (game.state == State::CountingDown)
+            .then(|| Instant::now() + super::timers::COUNTDOWN_STEP);
+        self.game = Some(game);
+        self.dirty = true;
+        self.apply_waiting();
+    }
+
+    /// Applies what waited for ownership: forwarded commands held here, and our own players'
+    /// commands not yet committed (those already applied are skipped by their numbers).
+    pub(super) fn apply_waiting(&mut self) {
+        if !matches!(self.role, Role::Owner(_)) {
+            return;
+        }
+        for command in std::mem::take(&mut self.held) {
+            self.apply(command);
+        }
+        let own: Vec<_> = self
+            .origin
+            .unacked
+            .iter()
+            .map(|p| p.command.clone())
+            .collect();
+        for command in own {
+            self.apply(command);
+        }
+    }
+
+    fn step_down(&mut self) {
+        log::warn!(
+            "game {}: another server owns it now; stepping down",
+            self.id
+        );
+        self.next_tick = None;
+        self.in_flight = None;
+        self.dirty = false;
+    }
+
+    /// Our commands go to the owner again; forwarded ones we hold go back to their senders.
+    pub(super) fn resend(&mut self) {
+        if let Role::Replica { owner } = &self.role {
+            let owner = owner.clone();
+            // Everything, whenever it was last sent: the owner changed or came back.
+            for pending in self.origin.unacked.iter_mut() {
+                pending.sent = None;
+            }
+            self.send_unacked(&owner);
+            self.redirect_held();
+        }
+    }
+
+    fn redirect_held(&mut self) {
+        let owner = match &self.role {
+            Role::Replica { owner } => Some(owner.clone()),
+            _ => None,
+        };
+        for command in std::mem::take(&mut self.held) {
+            self.redirect(&command.from, owner.clone());
+        }
+    }
+
+    fn renew_now(&mut self) {
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        let (bus, id) = (self.shared.bus.clone(), self.id.clone());
+        tokio::spawn(async move {
+            let (sent_at, answers) = bus.renew(vec![id]).await;
+            if let Some(renewal) = answers.first().copied() {
+                let _ = tx.send(super::GameMsg::Renewed { sent_at, renewal }).await;
+            }
+        });
+    }
+
+    pub(super) fn reload(&mut self) {
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        let (bus, id) = (self.shared.bus.clone(), self.id.clone());
+        tokio::spawn(async move {
+            let loaded = bus.load(&id).await;
+            let _ = tx.send(super::GameMsg::Loaded(loaded)).await;
+        });
+    }
+
+    pub(super) fn loaded(&mut self, result: Result<Option<String>, crate::bus::BusDown>) {
+        match result {
+            Ok(Some(json)) => match serde_json::from_str::<Game>(&json) {
+                Ok(game) => {
+                    let newer = self.game.as_ref().is_none_or(|g| game.version > g.version);
+                    if newer && !matches!(self.role, Role::Owner(_)) {
+                        self.adopt(game);
+                    }
+                    self.missing_since = None;
+                }
+                Err(e) => log::warn!("game {}: stored state is unreadable: {e}", self.id),
+            },
+            Ok(None) if self.game.is_none() => self.end(NodeError::NotFound, false),
+            Ok(None) => {
+                if self.missing_since.is_none() && !matches!(self.role, Role::Owner(_)) {
+                    log::warn!(
+                        "game {}: missing from Redis; waiting for its owner to save it",
+                        self.id
+                    );
+                    self.missing_since = Some(Instant::now());
+                }
+            }
+            Err(_) if self.game.is_none() => self.end(NodeError::Unavailable, false),
+            Err(_) => {}
+        }
+    }
+
+    /// A committed state from elsewhere: show it, and forget our commands it shows applied.
+    fn adopt(&mut self, game: Game) {
+        self.origin.continue_after(&game);
+        self.origin.acked_by(&game);
+        let frame = crate::protocol::update_frame(&game);
+        let version = game.version;
+        self.game = Some(game);
+        self.show(version, &frame);
+        self.settled();
+    }
+
+    pub(super) fn relayed(&mut self, origin: &str, game: Game) {
+        if origin == self.shared.node_id {
+            return;
+        }
+        self.shared
+            .metrics
+            .relayed_in
+            .fetch_add(1, Ordering::Relaxed);
+        let newer = self.game.as_ref().is_none_or(|g| game.version > g.version);
+        let was_owner = matches!(self.role, Role::Owner(_));
+        let (role, actions) = role::on_relay(&self.role, origin, newer);
+        self.set_role(role);
+        if was_owner && newer {
+            log::warn!("game {}: node {origin} published a newer version", self.id);
+        }
+        if newer && !matches!(self.role, Role::Owner(_)) {
+            self.missing_since = None;
+            self.adopt(game);
+        } else if !was_owner {
+            // Not newer, but it still acknowledges our commands.
+            self.origin.acked_by(&game);
+        }
+        self.act(&actions);
+    }
+
+    pub(super) fn saved(&mut self, version: u64, result: SaveResult) {
+        let Some(in_flight) = self.in_flight.take_if(|f| f.version == version) else {
+            return;
+        };
+        if let Some((_, _, true)) = &self.stopping {
+            // The final save of a stopping owner: nothing more to show; if it was refused
+            // or failed there is nothing more to do either.
+            if !matches!(result, SaveResult::Saved { .. }) {
+                self.dirty = false;
+            }
+            return;
+        }
+        let (role, actions) = role::on_saved(&self.role, result, self.ctx());
+        self.set_role(role);
+        if actions.contains(&Action::ShowCommitted) {
+            self.show(in_flight.version, &in_flight.frame);
+            if let (Some(seq), Some(game)) = (in_flight.own_seq, &self.game) {
+                self.origin.ack_upto(seq, game);
+            }
+            self.settled();
+        }
+        if result == SaveResult::Failed {
+            self.dirty = true;
+        }
+        self.act(&actions);
+    }
+
+    pub(super) fn doubt(&mut self) {
+        let (role, actions) = role::on_owner_doubt(&self.role);
+        self.set_role(role);
+        self.act(&actions);
+    }
+
+    /// The game is over here: players told, sessions closed, waiters answered, task ended.
+    pub(super) fn end(&mut self, why: NodeError, tell_players: bool) {
+        if tell_players {
+            let frame = ServerMsg::Terminated.to_frame();
+            self.sessions
+                .close_all(crate::node::sessions::CloseWhy::Terminated, Some(&frame));
+        }
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(Err(why.clone()));
+        }
+        self.origin.fail_all(why);
+        self.done = true;
+    }
+
+    /// Idle: end the game everywhere.
+    pub(super) fn terminate(&mut self) {
+        log::info!(
+            "game {}: idle for {:?}; ending it",
+            self.id,
+            self.shared.timing.idle
+        );
+        if self.replicated {
+            let publish = terminated_message(&self.shared.node_id, &self.id);
+            self.shared.bus.terminate(&self.id, publish);
+        }
+        self.end(NodeError::NotFound, true);
+    }
+}

@@ -1,0 +1,134 @@
+//! The game task's clock: countdown steps, idle expiry, acknowledgement timeouts, retries,
+//! forgetting an unused replica, and shutdown deadlines. One deadline at a time: the earliest.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::GameTask;
+use crate::game::Step;
+use crate::node::role::Role;
+
+/// One countdown step.
+pub const COUNTDOWN_STEP: Duration = Duration::from_secs(1);
+
+impl GameTask {
+    pub(super) fn next_deadline(&self) -> Instant {
+        let t = &self.shared.timing;
+        let owner = matches!(self.role, Role::Owner(_));
+        let mut next: Vec<Instant> = Vec::with_capacity(8);
+        if owner {
+            next.extend(self.next_tick);
+            next.push(self.last_action + t.idle);
+        } else if self.forgettable() {
+            next.push(self.last_action + t.replica_keep);
+        }
+        if !owner {
+            next.extend(self.origin.oldest_sent().map(|at| at + t.ack_timeout));
+        }
+        next.extend(self.retry_at);
+        next.extend(self.missing_since.map(|at| at + t.missing_grace));
+        next.extend(self.draining.as_ref().map(|d| d.1));
+        next.extend(self.stopping.as_ref().map(|s| s.1));
+        next.into_iter()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// A replica nobody here uses: no players, nothing waiting.
+    fn forgettable(&self) -> bool {
+        self.sessions.is_empty()
+            && self.origin.unacked.is_empty()
+            && !self.origin.has_joins()
+            && self.held.is_empty()
+            && self.draining.is_none()
+            && self.stopping.is_none()
+    }
+
+    pub(super) fn on_timer(&mut self, now: Instant) {
+        let t = self.shared.timing.clone();
+        if self.next_tick.is_some_and(|at| at <= now) {
+            self.countdown_step(now);
+        }
+        match self.role {
+            Role::Owner(_) if self.last_action + t.idle <= now => return self.terminate(),
+            Role::Owner(_) => {}
+            _ if self.forgettable() && self.last_action + t.replica_keep <= now => {
+                self.done = true;
+                return;
+            }
+            _ => {}
+        }
+        if !matches!(self.role, Role::Owner(_))
+            && self
+                .origin
+                .oldest_sent()
+                .is_some_and(|at| at + t.ack_timeout <= now)
+        {
+            // Not acknowledged in time: is the owner still there? (Resent once it is known.)
+            for pending in self.origin.unacked.iter_mut() {
+                pending.sent = None;
+            }
+            self.doubt();
+        }
+        if self
+            .missing_since
+            .is_some_and(|at| at + t.missing_grace <= now)
+        {
+            log::warn!(
+                "game {}: its owner did not save it again; restoring it from this server's copy",
+                self.id
+            );
+            self.missing_since = None;
+            self.retry_at = None;
+            self.set_role(Role::Resolving { claiming: true });
+            self.claim(true);
+        } else if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            if matches!(self.role, Role::Resolving { .. }) {
+                self.set_role(Role::Resolving { claiming: true });
+                self.claim(false);
+            }
+        }
+        self.check_shutdown(now);
+    }
+
+    fn countdown_step(&mut self, now: Instant) {
+        self.next_tick = None;
+        let Some(game) = self.game.as_mut() else {
+            return;
+        };
+        if !matches!(self.role, Role::Owner(_)) {
+            return;
+        }
+        match game.countdown_step() {
+            Step::Counting => {
+                self.next_tick = Some(now + COUNTDOWN_STEP);
+                self.dirty = true;
+            }
+            Step::Started => self.dirty = true,
+            Step::Ignored => {}
+        }
+    }
+
+    /// Shutdown steps finish when their work is done or their deadline passes.
+    pub(super) fn check_shutdown(&mut self, now: Instant) {
+        if let Some((_, deadline)) = &self.draining {
+            if self.sessions.is_empty() || *deadline <= now {
+                if let Some((reply, _)) = self.draining.take() {
+                    let _ = reply.send(());
+                }
+            }
+        }
+        if let Some((_, deadline, owned)) = &self.stopping {
+            let committed = !*owned || (!self.dirty && self.in_flight.is_none());
+            let acked = self.origin.unacked.is_empty();
+            if (committed && acked) || *deadline <= now {
+                if let Some((reply, _, owned)) = self.stopping.take() {
+                    let _ = reply.send(owned);
+                }
+                self.done = true;
+            }
+        }
+    }
+}

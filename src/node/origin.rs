@@ -1,0 +1,155 @@
+//! The sending side of players' commands: numbering, and keeping each command until the owner
+//! has committed it.
+//!
+//! Every command of a local player gets the next number of this process for this game and
+//! waits here until a committed state shows it applied (`game.applied`): the owner's save, or
+//! the update it published. Until then it is sent again, in order, whenever the owner changes
+//! or does not answer in time — repeats are harmless, the owner applies each number once. A
+//! command is thus applied exactly once, or its player is told it could not be.
+
+use std::collections::VecDeque;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::wire::{Cmd, Command};
+use super::NodeError;
+use crate::game::Game;
+
+/// Commands kept for one game before new ones are refused (`unavailable`).
+pub const MAX_UNACKED: usize = 4096;
+
+pub struct Pending {
+    pub command: Command,
+    /// When it was last sent to another server (`None`: not sent yet).
+    pub sent: Option<Instant>,
+}
+
+type JoinReply = oneshot::Sender<Result<(), NodeError>>;
+
+pub struct Origin {
+    /// This process: `node_id/nonce`.
+    pub instance: String,
+    node_id: String,
+    last_seq: u64,
+    pub unacked: VecDeque<Pending>,
+    /// Joins waiting for their robot to be committed: (number, robot id, reply).
+    joins: Vec<(u64, String, JoinReply)>,
+}
+
+impl Origin {
+    pub fn new(instance: String, node_id: String) -> Origin {
+        Origin {
+            instance,
+            node_id,
+            last_seq: 0,
+            unacked: VecDeque::new(),
+            joins: Vec::new(),
+        }
+    }
+
+    /// Numbers continue after whatever the game already applied from us (a replica forgotten
+    /// and loaded again must not reuse numbers).
+    pub fn continue_after(&mut self, game: &Game) {
+        if let Some(last) = game.applied.last(&self.instance) {
+            self.last_seq = self.last_seq.max(last);
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.unacked.len() >= MAX_UNACKED
+    }
+
+    /// The next command; kept until acknowledged when `keep` (a replicated game).
+    pub fn number(&mut self, robot_id: &str, session: u64, cmd: Cmd, keep: bool) -> Command {
+        self.last_seq += 1;
+        let command = Command {
+            origin: self.instance.clone(),
+            from: self.node_id.clone(),
+            seq: self.last_seq,
+            robot_id: robot_id.to_owned(),
+            session,
+            cmd,
+        };
+        if keep {
+            self.unacked.push_back(Pending {
+                command: command.clone(),
+                sent: None,
+            });
+        }
+        command
+    }
+
+    pub fn wait_join(&mut self, seq: u64, robot_id: String, reply: JoinReply) {
+        self.joins.push((seq, robot_id, reply));
+    }
+
+    /// `game` is committed: forget what it shows applied; answer joins it covers.
+    pub fn acked_by(&mut self, game: &Game) {
+        if let Some(upto) = game.applied.last(&self.instance) {
+            self.ack_upto(upto, game);
+        }
+    }
+
+    /// Running alone (Redis down): answer the joins `game` shows applied, keeping their
+    /// commands until Redis takes them.
+    pub fn answer_joins(&mut self, game: &Game) {
+        let Some(upto) = game.applied.last(&self.instance) else {
+            return;
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.joins.drain(..).partition(|(seq, _, _)| *seq <= upto);
+        self.joins = waiting;
+        for (_, robot_id, reply) in done {
+            let result = match game.robot(&robot_id) {
+                Some(_) => Ok(()),
+                None => Err(NodeError::join_refused(game)),
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Our commands up to `upto` are committed; `game` tells whether joins among them worked.
+    pub fn ack_upto(&mut self, upto: u64, game: &Game) {
+        while self.unacked.front().is_some_and(|p| p.command.seq <= upto) {
+            self.unacked.pop_front();
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.joins.drain(..).partition(|(seq, _, _)| *seq <= upto);
+        self.joins = waiting;
+        for (_, robot_id, reply) in done {
+            let result = if game.robot(&robot_id).is_some() {
+                Ok(())
+            } else {
+                // Refused, and its answer did not reach us: say why as the game shows it.
+                Err(NodeError::join_refused(game))
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    /// The owner refused command `seq`: answer its join, if it was one.
+    pub fn refused(&mut self, seq: u64, error: NodeError) {
+        if let Some(i) = self.joins.iter().position(|(s, _, _)| *s == seq) {
+            let (_, _, reply) = self.joins.remove(i);
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// The oldest command sent and not acknowledged: when it was sent.
+    pub fn oldest_sent(&self) -> Option<Instant> {
+        self.unacked.iter().filter_map(|p| p.sent).min()
+    }
+
+    pub fn has_joins(&self) -> bool {
+        !self.joins.is_empty()
+    }
+
+    /// The game is gone: every waiting join fails.
+    pub fn fail_all(&mut self, error: NodeError) {
+        for (_, _, reply) in self.joins.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        self.unacked.clear();
+    }
+}

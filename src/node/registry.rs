@@ -1,0 +1,481 @@
+//! The registry: game id → game task. Creates and finds games, routes the bus's events to
+//! their tasks, renews every owned lease in one batch, checks that the owners of games our
+//! players are in are alive, and runs shutdown in order (close sessions, commit, release).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::game_task::{GameTask, Start};
+use super::sessions::{Outbound, SessionId};
+use super::wire::{InboxMsg, Published};
+use super::{GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
+use super::{GAME_ID_ALPHABET, GAME_QUEUE};
+use crate::bus::{Bus, BusEvents};
+use crate::game::{Game, GameConfig, PlayerName, State};
+
+/// How long a request may wait for a game to be found or created.
+const FIND_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long a join may wait for its robot to be committed.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[derive(Default)]
+pub(super) struct Games {
+    map: Mutex<HashMap<String, GameHandle>>,
+    serial: AtomicU64,
+    sessions: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl Games {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, GameHandle>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, game_id: &str) -> Option<GameHandle> {
+        self.lock().get(game_id).cloned()
+    }
+
+    fn all(&self) -> Vec<GameHandle> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+impl Shared {
+    /// A task ended: forget it (unless a newer task for the same game took its place).
+    pub(super) fn forget(&self, game_id: &str, info: &GameInfo) {
+        let mut map = self.games.lock();
+        if map
+            .get(game_id)
+            .is_some_and(|h| h.info.serial == info.serial)
+        {
+            map.remove(game_id);
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, game_id: &str, start: Start) -> GameHandle {
+        let (tx, rx) = mpsc::channel(GAME_QUEUE);
+        let info = Arc::new(GameInfo {
+            id: game_id.to_owned(),
+            serial: self.games.serial.fetch_add(1, Ordering::Relaxed),
+            state: u8::MAX.into(),
+            ..GameInfo::default()
+        });
+        let handle = GameHandle {
+            tx: tx.clone(),
+            info: info.clone(),
+        };
+        let task = GameTask::new(game_id.to_owned(), self.clone(), info, rx, tx.downgrade());
+        self.rt.spawn(task.run(start));
+        handle
+    }
+}
+
+/// Delivers without waiting; a full queue gets it a moment later rather than never.
+fn deliver(handle: &GameHandle, msg: GameMsg) {
+    if let Err(mpsc::error::TrySendError::Full(msg)) = handle.tx.try_send(msg) {
+        let tx = handle.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(msg).await;
+        });
+    }
+}
+
+/// This server's games. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+/// A freshly created game.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub game_id: String,
+    pub robot_id: String,
+}
+
+impl Node {
+    /// `rt`: the (multi-thread) runtime game tasks run on.
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        metrics: Arc<Metrics>,
+        timing: Timing,
+        rt: tokio::runtime::Handle,
+    ) -> Node {
+        let node_id = bus.node_id().to_owned();
+        Node {
+            shared: Arc::new(Shared {
+                rt,
+                instance: format!("{node_id}/{}", nanoid::nanoid!(6)),
+                node_id,
+                bus,
+                metrics,
+                timing,
+                games: Games::default(),
+            }),
+        }
+    }
+
+    /// Starts the bus (its events come here) and the lease and liveness upkeep.
+    pub fn start(&self) {
+        let events = Arc::new(Events {
+            shared: self.shared.clone(),
+        });
+        let _rt = self.shared.rt.enter();
+        self.shared.bus.start(events);
+        if self.shared.bus.replicated() {
+            self.shared.rt.spawn(upkeep(self.shared.clone()));
+        }
+    }
+
+    pub fn bus(&self) -> &dyn Bus {
+        self.shared.bus.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.games.stopping.load(Ordering::Relaxed)
+    }
+
+    pub async fn create(&self, name: PlayerName, config: GameConfig) -> Result<Created, NodeError> {
+        if self.stopping() {
+            return Err(NodeError::Unavailable);
+        }
+        let robot_id = new_robot_id();
+        let (game_id, handle) = {
+            let mut map = self.shared.games.lock();
+            let game_id = loop {
+                let id = nanoid::nanoid!(8, &GAME_ID_ALPHABET);
+                if !map.contains_key(&id) {
+                    break id;
+                }
+            };
+            let game = Game::new(game_id.clone(), config, robot_id.clone(), name);
+            let handle = self.shared.spawn(&game_id, Start::New(game));
+            map.insert(game_id.clone(), handle.clone());
+            (game_id, handle)
+        };
+        log::info!("game {game_id}: created on node {}", self.shared.node_id);
+        self.shared
+            .metrics
+            .games_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.bus.count_created();
+        // Answered once it is committed (or running alone), so any server can serve it next.
+        get(&handle).await?;
+        Ok(Created { game_id, robot_id })
+    }
+
+    /// The game as this server holds it, or as stored; takes nothing over.
+    pub async fn game(&self, game_id: &str) -> Result<Game, NodeError> {
+        if let Some(handle) = self.shared.games.get(game_id) {
+            if let Ok(game) = get(&handle).await {
+                return Ok(game);
+            }
+        }
+        if !self.shared.bus.replicated() {
+            return Err(NodeError::NotFound);
+        }
+        match self.shared.bus.load(game_id).await {
+            Ok(Some(json)) => serde_json::from_str(&json).map_err(|_| NodeError::NotFound),
+            Ok(None) => Err(NodeError::NotFound),
+            Err(_) => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// Makes sure this server holds the game (as its owner or a replica).
+    async fn hold(&self, game_id: &str) -> Result<(GameHandle, Game), NodeError> {
+        if self.stopping() {
+            return Err(NodeError::Unavailable);
+        }
+        for _ in 0..2 {
+            let handle = {
+                let mut map = self.shared.games.lock();
+                match map.get(game_id) {
+                    Some(h) => h.clone(),
+                    None if !self.shared.bus.replicated() => return Err(NodeError::NotFound),
+                    None => {
+                        let h = self.shared.spawn(game_id, Start::Find);
+                        map.insert(game_id.to_owned(), h.clone());
+                        h
+                    }
+                }
+            };
+            match get(&handle).await {
+                Ok(game) => return Ok((handle, game)),
+                // The task ended as we asked (forgotten, or the game ended): look again.
+                Err(NodeError::Unavailable) if handle.tx.is_closed() => {
+                    self.shared.forget(game_id, &handle.info);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(NodeError::Unavailable)
+    }
+
+    /// Adds a robot named `name`, wherever the game is owned; returns the robot's id once the
+    /// robot is committed (any server asked next knows it).
+    pub async fn join(&self, game_id: &str, name: PlayerName) -> Result<String, NodeError> {
+        let (handle, _) = self.hold(game_id).await?;
+        let robot_id = new_robot_id();
+        let (reply, rx) = oneshot::channel();
+        let msg = GameMsg::Join {
+            robot_id: robot_id.clone(),
+            name,
+            reply,
+        };
+        handle
+            .tx
+            .send(msg)
+            .await
+            .map_err(|_| NodeError::Unavailable)?;
+        match tokio::time::timeout(JOIN_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result.map(|()| robot_id),
+            _ => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// The game and the robot `robot_id` in it.
+    pub async fn robot(&self, game_id: &str, robot_id: &str) -> Result<Game, NodeError> {
+        let (handle, game) = self.hold(game_id).await?;
+        if game.robot(robot_id).is_some() {
+            return Ok(game);
+        }
+        // Joined through another server a moment ago: Redis has it, the relay may lag.
+        if !self.shared.bus.replicated() {
+            return Err(crate::game::RuleError::UnknownRobot.into());
+        }
+        match self.shared.bus.load(game_id).await {
+            Ok(Some(json)) => {
+                let fresh: Game =
+                    serde_json::from_str(&json).map_err(|_| NodeError::Unavailable)?;
+                if fresh.robot(robot_id).is_none() {
+                    return Err(crate::game::RuleError::UnknownRobot.into());
+                }
+                deliver(&handle, GameMsg::Loaded(Ok(Some(json))));
+                Ok(fresh)
+            }
+            Ok(None) => Err(NodeError::NotFound),
+            Err(_) => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// Connects a session to its game; the session then talks to the game task directly.
+    pub async fn connect(
+        &self,
+        game_id: &str,
+        robot_id: &str,
+        outbox: mpsc::Sender<Outbound>,
+    ) -> Result<(GameHandle, SessionId), NodeError> {
+        let (handle, _) = self.hold(game_id).await?;
+        let session = self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, rx) = oneshot::channel();
+        let msg = GameMsg::Connect {
+            session,
+            robot_id: robot_id.to_owned(),
+            outbox,
+            reply,
+        };
+        handle
+            .tx
+            .send(msg)
+            .await
+            .map_err(|_| NodeError::Unavailable)?;
+        rx.await.map_err(|_| NodeError::Unavailable)??;
+        Ok((handle, session))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for handle in self.shared.games.all() {
+            if handle.info.owned.load(Ordering::Relaxed) {
+                stats.owned += 1;
+            } else {
+                stats.replicas += 1;
+            }
+            let state = handle.info.state.load(Ordering::Relaxed) as usize;
+            if let Some(n) = stats.by_state.get_mut(state) {
+                *n += 1;
+            }
+        }
+        stats
+    }
+
+    /// Shutdown in order: close every session (commands they still send are applied), stop
+    /// applying and commit what was applied, then give our games up so others take over.
+    pub async fn shutdown(&self) {
+        self.shared.games.stopping.store(true, Ordering::Relaxed);
+        let games = self.shared.games.all();
+        let bound = self.shared.timing.drain + Duration::from_millis(500);
+        let drained = games.iter().map(|h| {
+            let (reply, rx) = oneshot::channel();
+            let tx = h.tx.clone();
+            async move {
+                if tx.send(GameMsg::Drain(reply)).await.is_ok() {
+                    let _ = rx.await;
+                }
+            }
+        });
+        let _ = tokio::time::timeout(bound, futures_util::future::join_all(drained)).await;
+        // Owned until now: released below (the script releases only what is still ours).
+        let owned: Vec<String> = games
+            .iter()
+            .filter(|h| h.info.owned.load(Ordering::Relaxed))
+            .map(|h| h.info.id.clone())
+            .collect();
+        let stopped = games.iter().map(|h| {
+            let (reply, rx) = oneshot::channel();
+            let tx = h.tx.clone();
+            async move {
+                if tx.send(GameMsg::Stop(reply)).await.is_ok() {
+                    let _ = rx.await;
+                }
+            }
+        });
+        let _ = tokio::time::timeout(bound, futures_util::future::join_all(stopped)).await;
+        if self.shared.bus.replicated() {
+            self.shared.bus.release(owned).await;
+        }
+    }
+}
+
+fn new_robot_id() -> String {
+    nanoid::nanoid!(12)
+}
+
+/// Asks a game task for its game (waiting until it is loaded or created).
+async fn get(handle: &GameHandle) -> Result<Game, NodeError> {
+    let (reply, rx) = oneshot::channel();
+    handle
+        .tx
+        .send(GameMsg::Get(reply))
+        .await
+        .map_err(|_| NodeError::Unavailable)?;
+    match tokio::time::timeout(FIND_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result,
+        _ => Err(NodeError::Unavailable),
+    }
+}
+
+/// The bus's events, routed to game tasks.
+struct Events {
+    shared: Arc<Shared>,
+}
+
+impl BusEvents for Events {
+    fn relayed(&self, game_id: &str, payload: &[u8]) {
+        // Every server hears every game (pattern mode): decode only what we hold.
+        let Some(handle) = self.shared.games.get(game_id) else {
+            return;
+        };
+        match serde_json::from_slice::<Published>(payload) {
+            Ok(p) if p.origin() == self.shared.node_id => {}
+            Ok(Published::GameUpdate { origin, game }) if game.id == game_id => {
+                deliver(&handle, GameMsg::Relayed { origin, game });
+            }
+            Ok(Published::GameUpdate { .. }) => {
+                log::warn!("ignoring an update for another game on game:{game_id}");
+            }
+            Ok(Published::Terminated { .. }) => deliver(&handle, GameMsg::Terminated),
+            Err(e) => log::warn!("ignoring a malformed message on game:{game_id}: {e}"),
+        }
+    }
+
+    fn inbox(&self, payload: &[u8]) {
+        let msg = match serde_json::from_slice::<InboxMsg>(payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                log::warn!("ignoring a malformed inbox message: {e}");
+                return;
+            }
+        };
+        match self.shared.games.get(msg.game_id()) {
+            Some(handle) => deliver(&handle, GameMsg::Inbox(msg)),
+            // Sent here by a server that thinks we own a game we do not hold: say so.
+            None => {
+                if let InboxMsg::Command { game_id, command } = msg {
+                    let answer = InboxMsg::Redirect {
+                        game_id,
+                        owner: None,
+                    };
+                    self.shared.bus.send_to(&command.from, answer.encode());
+                }
+            }
+        }
+    }
+
+    fn saved(&self, game_id: &str, version: u64, result: crate::bus::SaveResult) {
+        if let Some(handle) = self.shared.games.get(game_id) {
+            deliver(&handle, GameMsg::Saved { version, result });
+        }
+    }
+
+    fn connection(&self, up: bool) {
+        for handle in self.shared.games.all() {
+            deliver(&handle, GameMsg::Bus { up });
+        }
+    }
+}
+
+/// Renews owned leases in one batch, and checks the owners of the games our players are in,
+/// every third of a lease.
+async fn upkeep(shared: Arc<Shared>) {
+    let every = (shared.bus.lease() / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.games.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let games = shared.games.all();
+        let owned: Vec<&GameHandle> = games
+            .iter()
+            .filter(|h| h.info.owned.load(Ordering::Relaxed))
+            .collect();
+        if !owned.is_empty() {
+            let ids = owned.iter().map(|h| h.info.id.clone()).collect();
+            let (sent_at, answers) = shared.bus.renew(ids).await;
+            for (handle, renewal) in owned.iter().zip(answers) {
+                deliver(handle, GameMsg::Renewed { sent_at, renewal });
+            }
+        }
+        let watched: Vec<(&GameHandle, String)> = games
+            .iter()
+            .filter(|h| h.info.has_players.load(Ordering::Relaxed))
+            .filter_map(|h| h.info.owner().map(|o| (h, o)))
+            .collect();
+        let mut owners: Vec<String> = watched.iter().map(|(_, o)| o.clone()).collect();
+        owners.sort();
+        owners.dedup();
+        if owners.is_empty() {
+            continue;
+        }
+        let alive = shared.bus.alive(owners.clone()).await;
+        for (owner, alive) in owners.iter().zip(alive) {
+            if alive {
+                continue;
+            }
+            for (handle, o) in &watched {
+                if o == owner {
+                    deliver(handle, GameMsg::OwnerGone);
+                }
+            }
+        }
+    }
+}
+
+/// Which state a game is in, for the registry's counts.
+pub(super) fn state_index(state: State) -> u8 {
+    State::ALL.iter().position(|s| *s == state).unwrap_or(0) as u8
+}

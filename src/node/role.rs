@@ -1,0 +1,454 @@
+//! Who applies a game's commands: the ownership state machine, as pure functions.
+//!
+//! Each `on_*` function takes the role and what happened, and returns the next role and the
+//! [`Action`]s for the game task to carry out. Nothing here does I/O or reads a clock (the
+//! time comes in [`Ctx`]), so every transition is unit-tested below, and the same rules run
+//! in-process on three "servers" sharing a `LocalCluster` (see `node::tests`).
+//!
+//! The two rules that keep a game consistent across servers:
+//! - An owner applies a command only while its lease is good *by its own clock*: the lease
+//!   runs from when the renewal was sent, minus a margin. A server that was frozen past its
+//!   lease confirms it with Redis before applying anything.
+//! - An owner shows a change to its players only once Redis has taken the save (see the game
+//!   task), so no player ever sees a state that a fenced save refuses.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::bus::{Claim, Renewal, SaveResult};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Finding out who owns the game. `claiming`: a claim is in flight.
+    Resolving { claiming: bool },
+    /// This server applies the game's commands.
+    Owner(Owner),
+    /// `owner` applies them; this server shows what it publishes and forwards its players'
+    /// commands there.
+    Replica { owner: String },
+    /// Shutting down: applies and forwards nothing more.
+    Stopping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Until when the lease is ours by this server's clock.
+    pub lease_until: Instant,
+    /// The lease ran out by our clock and a renewal is in flight: commands wait for it.
+    pub confirming: bool,
+}
+
+/// What the game task must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Ask who owns the game, taking it if nobody alive does. `fallback`: offer our copy,
+    /// should Redis not have the game.
+    Claim { fallback: bool },
+    /// We own the game now: carry on from the claimed state, then apply what waits.
+    TakeOver,
+    /// We no longer own it: stop the countdown, drop the save in flight.
+    StepDown,
+    /// Renew the lease now; commands wait for the answer.
+    Renew,
+    /// Apply the commands that waited for the lease.
+    ApplyHeld,
+    /// Send every unacknowledged command to the owner (again).
+    Resend,
+    /// Save the current state again (Redis is back).
+    Resave,
+    /// Read the stored state again (Redis is back; we may have missed updates).
+    Reload,
+    /// Show the current state now without waiting for Redis (running alone).
+    ShowUncommitted,
+    /// Show the state that was just saved.
+    ShowCommitted,
+}
+
+/// What a transition may look at besides the role.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: Instant,
+    pub lease: Duration,
+    /// Redis reachable (false: owners run their games alone).
+    pub bus_up: bool,
+}
+
+impl Ctx {
+    /// The lease a renewal sent at `sent_at` gives us, by our clock: a margin short of what
+    /// Redis grants, since Redis counts from when it received the request.
+    pub fn lease_from(&self, sent_at: Instant) -> Instant {
+        sent_at + self.lease - self.lease / 10
+    }
+}
+
+pub type Next = (Role, Vec<Action>);
+
+/// Where a player's command goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Apply it here, now.
+    Apply,
+    /// Keep it until ownership is settled; the actions settle it.
+    Hold(Vec<Action>),
+    /// Send it to the owner.
+    Forward(String),
+    /// This server is stopping: it is not applied here.
+    Refuse,
+}
+
+/// A command arrives (from a local player or forwarded by another server).
+pub fn route(role: &Role, ctx: Ctx) -> (Role, Route) {
+    match role {
+        Role::Owner(o) if ctx.now < o.lease_until || !ctx.bus_up => (role.clone(), Route::Apply),
+        Role::Owner(o) if o.confirming => (role.clone(), Route::Hold(vec![])),
+        Role::Owner(o) => {
+            let role = Role::Owner(Owner {
+                confirming: true,
+                ..*o
+            });
+            (role, Route::Hold(vec![Action::Renew]))
+        }
+        Role::Replica { owner } => (role.clone(), Route::Forward(owner.clone())),
+        Role::Resolving { claiming: true } => (role.clone(), Route::Hold(vec![])),
+        Role::Resolving { claiming: false } if ctx.bus_up => (
+            Role::Resolving { claiming: true },
+            Route::Hold(vec![Action::Claim { fallback: false }]),
+        ),
+        Role::Resolving { .. } => (role.clone(), Route::Hold(vec![])),
+        Role::Stopping => (Role::Stopping, Route::Refuse),
+    }
+}
+
+/// A claim came back. `sent_at`: when it was sent. `have_copy`: we hold a copy of the game.
+pub fn on_claim(role: &Role, claim: &Claim, sent_at: Instant, ctx: Ctx) -> Next {
+    if *role == Role::Stopping {
+        return (Role::Stopping, vec![]);
+    }
+    match claim {
+        Claim::Claimed { .. } => (
+            Role::Owner(Owner {
+                lease_until: ctx.lease_from(sent_at),
+                confirming: false,
+            }),
+            vec![Action::TakeOver],
+        ),
+        Claim::OwnedBy(owner) => (
+            Role::Replica {
+                owner: owner.clone(),
+            },
+            vec![Action::Resend],
+        ),
+        // Gone or Failed: not settled; the game task decides (end it, wait, try again).
+        Claim::Gone | Claim::Failed => (Role::Resolving { claiming: false }, vec![]),
+    }
+}
+
+/// A save came back.
+pub fn on_saved(role: &Role, result: SaveResult, ctx: Ctx) -> Next {
+    let Role::Owner(o) = role else {
+        return (role.clone(), vec![]);
+    };
+    match result {
+        SaveResult::Saved { sent_at } => {
+            let lease_until = o.lease_until.max(ctx.lease_from(sent_at));
+            let owner = Owner { lease_until, ..*o };
+            (Role::Owner(owner), vec![Action::ShowCommitted])
+        }
+        SaveResult::Fenced => (
+            Role::Resolving { claiming: true },
+            vec![Action::StepDown, Action::Claim { fallback: false }],
+        ),
+        // Nobody owns it: the lease lapsed, or Redis came back empty. Take it again, with our
+        // copy in case Redis lost it; the state Redis has (if any) wins.
+        SaveResult::Unowned => (
+            Role::Resolving { claiming: true },
+            vec![Action::StepDown, Action::Claim { fallback: true }],
+        ),
+        // Redis could not be asked: run alone; saved again when Redis is back.
+        SaveResult::Failed => (role.clone(), vec![Action::ShowUncommitted]),
+    }
+}
+
+/// A lease renewal came back.
+pub fn on_renewed(role: &Role, renewal: Renewal, sent_at: Instant, ctx: Ctx) -> Next {
+    let Role::Owner(o) = role else {
+        return (role.clone(), vec![]);
+    };
+    match renewal {
+        Renewal::Held => {
+            let owner = Owner {
+                lease_until: o.lease_until.max(ctx.lease_from(sent_at)),
+                confirming: false,
+            };
+            let actions = if o.confirming {
+                vec![Action::ApplyHeld]
+            } else {
+                vec![]
+            };
+            (Role::Owner(owner), actions)
+        }
+        Renewal::Taken => (
+            Role::Resolving { claiming: true },
+            vec![Action::StepDown, Action::Claim { fallback: false }],
+        ),
+        Renewal::Unowned => (
+            Role::Resolving { claiming: true },
+            vec![Action::StepDown, Action::Claim { fallback: true }],
+        ),
+        // Redis is unreachable: run alone rather than keep players waiting.
+        Renewal::Failed if o.confirming && !ctx.bus_up => (
+            Role::Owner(Owner {
+                confirming: false,
+                ..*o
+            }),
+            vec![Action::ApplyHeld],
+        ),
+        Renewal::Failed => (role.clone(), vec![]),
+    }
+}
+
+/// Another server published a change. `newer`: it is newer than what we hold.
+pub fn on_relay(role: &Role, origin: &str, newer: bool) -> Next {
+    match role {
+        // Someone else saved a newer version: they own it now.
+        Role::Owner(_) if newer => (
+            Role::Replica {
+                owner: origin.to_owned(),
+            },
+            vec![Action::StepDown, Action::Resend],
+        ),
+        Role::Owner(_) | Role::Stopping => (role.clone(), vec![]),
+        Role::Replica { owner } if owner == origin => (role.clone(), vec![]),
+        Role::Replica { .. } | Role::Resolving { .. } => (
+            Role::Replica {
+                owner: origin.to_owned(),
+            },
+            vec![Action::Resend],
+        ),
+    }
+}
+
+/// The connection to Redis came up or went down.
+pub fn on_bus(role: &Role, up: bool) -> Next {
+    match (role, up) {
+        (Role::Owner(_), true) => (role.clone(), vec![Action::Resave]),
+        (Role::Replica { .. }, true) => (role.clone(), vec![Action::Reload, Action::Resend]),
+        (Role::Resolving { .. }, true) => (
+            Role::Resolving { claiming: true },
+            vec![Action::Claim { fallback: false }],
+        ),
+        _ => (role.clone(), vec![]),
+    }
+}
+
+/// Our commands were not acknowledged in time, or the owner's heartbeat is gone, or the owner
+/// sent us away without saying who owns the game: find the owner again.
+pub fn on_owner_doubt(role: &Role) -> Next {
+    match role {
+        Role::Replica { .. } | Role::Resolving { claiming: false } => (
+            Role::Resolving { claiming: true },
+            vec![Action::Claim { fallback: false }],
+        ),
+        _ => (role.clone(), vec![]),
+    }
+}
+
+/// The server we forwarded to says it does not own the game; `hint`: who it thinks does.
+pub fn on_redirect(role: &Role, hint: Option<&str>, me: &str) -> Next {
+    match (role, hint) {
+        (Role::Replica { owner }, Some(h)) if h != me && h != owner => (
+            Role::Replica {
+                owner: h.to_owned(),
+            },
+            vec![Action::Resend],
+        ),
+        (Role::Replica { .. }, _) => on_owner_doubt(role),
+        _ => (role.clone(), vec![]),
+    }
+}
+
+/// The server is shutting down: from here on nothing is applied or forwarded.
+pub fn on_stop(role: &Role) -> Next {
+    let _ = role;
+    (Role::Stopping, vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(now: Instant) -> Ctx {
+        Ctx {
+            now,
+            lease: Duration::from_secs(5),
+            bus_up: true,
+        }
+    }
+
+    fn owner(lease_until: Instant) -> Role {
+        Role::Owner(Owner {
+            lease_until,
+            confirming: false,
+        })
+    }
+
+    #[test]
+    fn an_owner_applies_only_within_its_lease_by_its_own_clock() {
+        let t0 = Instant::now();
+        let role = owner(ctx(t0).lease_from(t0));
+        assert_eq!(
+            route(&role, ctx(t0 + Duration::from_secs(1))).1,
+            Route::Apply
+        );
+        // Frozen past the lease: hold, and renew once.
+        let late = ctx(t0 + Duration::from_secs(15));
+        let (confirming, first) = route(&role, late);
+        assert_eq!(first, Route::Hold(vec![Action::Renew]));
+        let (_, second) = route(&confirming, late);
+        assert_eq!(second, Route::Hold(vec![]));
+        // Held after all: apply what waited, with the lease counted from the renewal.
+        let (role, actions) = on_renewed(&confirming, Renewal::Held, late.now, late);
+        assert_eq!(actions, [Action::ApplyHeld]);
+        assert_eq!(route(&role, late).1, Route::Apply);
+        // Taken meanwhile: step down and find the owner.
+        let (role, actions) = on_renewed(&confirming, Renewal::Taken, late.now, late);
+        assert_eq!(role, Role::Resolving { claiming: true });
+        assert_eq!(
+            actions,
+            [Action::StepDown, Action::Claim { fallback: false }]
+        );
+    }
+
+    #[test]
+    fn the_lease_counts_from_when_the_renewal_was_sent_minus_a_margin() {
+        let t0 = Instant::now();
+        let c = ctx(t0 + Duration::from_millis(300));
+        assert_eq!(c.lease_from(t0), t0 + Duration::from_millis(4500));
+        let role = owner(t0);
+        let (role, actions) = on_saved(&role, SaveResult::Saved { sent_at: t0 }, c);
+        assert_eq!(actions, [Action::ShowCommitted]);
+        assert_eq!(role, owner(t0 + Duration::from_millis(4500)));
+    }
+
+    #[test]
+    fn with_redis_down_an_owner_runs_alone() {
+        let t0 = Instant::now();
+        let down = Ctx {
+            bus_up: false,
+            ..ctx(t0 + Duration::from_secs(60))
+        };
+        assert_eq!(route(&owner(t0), down).1, Route::Apply);
+        let (role, actions) = on_saved(&owner(t0), SaveResult::Failed, down);
+        assert_eq!((role, actions), (owner(t0), vec![Action::ShowUncommitted]));
+        let confirming = Role::Owner(Owner {
+            lease_until: t0,
+            confirming: true,
+        });
+        let (_, actions) = on_renewed(&confirming, Renewal::Failed, t0, down);
+        assert_eq!(actions, [Action::ApplyHeld]);
+        // Back: save again.
+        assert_eq!(on_bus(&owner(t0), true).1, [Action::Resave]);
+    }
+
+    #[test]
+    fn a_fenced_or_unowned_save_steps_down_and_claims() {
+        let t0 = Instant::now();
+        let (role, actions) = on_saved(&owner(t0), SaveResult::Fenced, ctx(t0));
+        assert_eq!(role, Role::Resolving { claiming: true });
+        assert_eq!(
+            actions,
+            [Action::StepDown, Action::Claim { fallback: false }]
+        );
+        let (_, actions) = on_saved(&owner(t0), SaveResult::Unowned, ctx(t0));
+        assert_eq!(
+            actions,
+            [Action::StepDown, Action::Claim { fallback: true }]
+        );
+        let (_, actions) = on_renewed(&owner(t0), Renewal::Unowned, t0, ctx(t0));
+        assert_eq!(
+            actions,
+            [Action::StepDown, Action::Claim { fallback: true }]
+        );
+    }
+
+    #[test]
+    fn claims_settle_the_role() {
+        let t0 = Instant::now();
+        let resolving = Role::Resolving { claiming: true };
+        let stored = Claim::Claimed {
+            stored: "{}".into(),
+        };
+        let (role, actions) = on_claim(&resolving, &stored, t0, ctx(t0));
+        assert_eq!(role, owner(ctx(t0).lease_from(t0)));
+        assert_eq!(actions, [Action::TakeOver]);
+        let (role, actions) = on_claim(&resolving, &Claim::OwnedBy("b".into()), t0, ctx(t0));
+        assert_eq!(role, Role::Replica { owner: "b".into() });
+        assert_eq!(actions, [Action::Resend]);
+        for unsettled in [Claim::Gone, Claim::Failed] {
+            assert_eq!(
+                on_claim(&resolving, &unsettled, t0, ctx(t0)).0,
+                Role::Resolving { claiming: false }
+            );
+        }
+        // Stopping stays stopping whatever comes back.
+        assert_eq!(
+            on_claim(&Role::Stopping, &stored, t0, ctx(t0)).0,
+            Role::Stopping
+        );
+    }
+
+    #[test]
+    fn commands_route_by_role() {
+        let t0 = Instant::now();
+        let replica = Role::Replica { owner: "b".into() };
+        assert_eq!(route(&replica, ctx(t0)).1, Route::Forward("b".into()));
+        let (role, r) = route(&Role::Resolving { claiming: false }, ctx(t0));
+        assert_eq!(role, Role::Resolving { claiming: true });
+        assert_eq!(r, Route::Hold(vec![Action::Claim { fallback: false }]));
+        let down = Ctx {
+            bus_up: false,
+            ..ctx(t0)
+        };
+        assert_eq!(
+            route(&Role::Resolving { claiming: false }, down).1,
+            Route::Hold(vec![])
+        );
+        assert_eq!(route(&Role::Stopping, ctx(t0)).1, Route::Refuse);
+    }
+
+    #[test]
+    fn relays_tell_who_owns_the_game() {
+        let t0 = Instant::now();
+        let replica = Role::Replica { owner: "b".into() };
+        assert_eq!(on_relay(&replica, "b", true), (replica.clone(), vec![]));
+        let (role, actions) = on_relay(&replica, "c", true);
+        assert_eq!(role, Role::Replica { owner: "c".into() });
+        assert_eq!(actions, [Action::Resend]);
+        // An owner that sees a newer version from elsewhere lost the game.
+        let (role, actions) = on_relay(&owner(t0), "c", true);
+        assert_eq!(role, Role::Replica { owner: "c".into() });
+        assert_eq!(actions, [Action::StepDown, Action::Resend]);
+        assert_eq!(on_relay(&owner(t0), "c", false).0, owner(t0));
+    }
+
+    #[test]
+    fn doubts_and_redirects_find_the_owner_again() {
+        let replica = Role::Replica { owner: "b".into() };
+        let (role, actions) = on_owner_doubt(&replica);
+        assert_eq!(role, Role::Resolving { claiming: true });
+        assert_eq!(actions, [Action::Claim { fallback: false }]);
+        let (role, actions) = on_redirect(&replica, Some("c"), "a");
+        assert_eq!(role, Role::Replica { owner: "c".into() });
+        assert_eq!(actions, [Action::Resend]);
+        // No hint, or a hint naming ourselves or the same owner: ask Redis.
+        for hint in [None, Some("a"), Some("b")] {
+            assert_eq!(
+                on_redirect(&replica, hint, "a").0,
+                Role::Resolving { claiming: true }
+            );
+        }
+        assert_eq!(on_bus(&replica, true).1, [Action::Reload, Action::Resend]);
+        assert_eq!(on_stop(&replica).0, Role::Stopping);
+    }
+}

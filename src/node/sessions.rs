@@ -1,0 +1,119 @@
+//! The players of one game connected to this server, and the frames queued to them.
+//!
+//! A frame is serialised once and its bytes shared; each session gets it with `try_send`. A
+//! session whose queue is full is too slow: it is dropped (its task sees the end and closes
+//! the socket), never waited for.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use tokio::sync::mpsc;
+
+use super::Metrics;
+
+/// A WebSocket session's id, unique on this server.
+pub type SessionId = u64;
+
+/// Frames queued for one session before it counts as too slow and is dropped.
+pub const SESSION_QUEUE: usize = 256;
+
+/// What a game task sends a session.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Frame(ByteString),
+    /// Close the socket: the game ended, or the server is stopping.
+    Close(CloseWhy),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseWhy {
+    Terminated,
+    GoingAway,
+}
+
+struct Local {
+    id: SessionId,
+    robot_id: String,
+    outbox: mpsc::Sender<Outbound>,
+}
+
+/// One game's local sessions.
+pub struct Sessions {
+    list: Vec<Local>,
+    metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    pub fn new(metrics: Arc<Metrics>) -> Sessions {
+        Sessions {
+            list: Vec::new(),
+            metrics,
+        }
+    }
+
+    pub fn add(&mut self, id: SessionId, robot_id: String, outbox: mpsc::Sender<Outbound>) {
+        self.list.push(Local {
+            id,
+            robot_id,
+            outbox,
+        });
+    }
+
+    pub fn remove(&mut self, id: SessionId) {
+        self.list.retain(|s| s.id != id);
+    }
+
+    pub fn robot_of(&self, id: SessionId) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.robot_id.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Sends a frame to every session; drops those that cannot keep up.
+    pub fn send_all(&mut self, frame: &ByteString) {
+        let metrics = &self.metrics;
+        self.list.retain(|s| {
+            match s.outbox.try_send(Outbound::Frame(frame.clone())) {
+                Ok(()) => {
+                    metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    log::info!(
+                        "session {}: dropped, it does not keep up with updates",
+                        s.id
+                    );
+                    metrics
+                        .sessions_dropped_slow
+                        .fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                // The session already ended; its disconnect is on the way.
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Sends a frame to one session (an error, a welcome).
+    pub fn send_to(&mut self, id: SessionId, frame: ByteString) {
+        if let Some(s) = self.list.iter().find(|s| s.id == id) {
+            let _ = s.outbox.try_send(Outbound::Frame(frame));
+        }
+    }
+
+    /// Asks every session to close (they stay listed until they disconnect).
+    pub fn close_all(&mut self, why: CloseWhy, last_frame: Option<&ByteString>) {
+        for s in &self.list {
+            if let Some(frame) = last_frame {
+                let _ = s.outbox.try_send(Outbound::Frame(frame.clone()));
+            }
+            let _ = s.outbox.try_send(Outbound::Close(why));
+        }
+    }
+}

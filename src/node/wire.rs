@@ -1,0 +1,145 @@
+//! What servers say to each other through the bus: commands forwarded to a game's owner, its
+//! answers, and what owners publish on `game:<id>`. Decoded once per server, with typed structs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::game::Game;
+
+/// A player's command, numbered by the server the player is connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The sending process (`node_id/boot-nonce`): numbers are per origin and game.
+    pub origin: String,
+    /// The sending server's node id: where errors and redirects go.
+    pub from: String,
+    /// 1, 2, 3… per origin and game; repeats are applied once (see `game::Applied`).
+    pub seq: u64,
+    pub robot_id: String,
+    /// The player's session on the sending server (where an error is shown).
+    pub session: u64,
+    pub cmd: Cmd,
+}
+
+/// What a player asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cmd {
+    ScorePoint,
+    StartCountdown,
+    PlayAgain,
+    /// Add this robot (its id chosen by the sender, so a repeat cannot add two).
+    Join {
+        name: String,
+    },
+}
+
+/// A message to one server's inbox (`node:<node_id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboxMsg {
+    /// For the owner to apply.
+    Command { game_id: String, command: Command },
+    /// The owner refused a command: tell the player.
+    CommandError {
+        game_id: String,
+        seq: u64,
+        session: u64,
+        error: String,
+        message: String,
+    },
+    /// "I do not own this game" (with the owner, when known): send your commands there.
+    Redirect {
+        game_id: String,
+        owner: Option<String>,
+    },
+}
+
+impl InboxMsg {
+    pub fn game_id(&self) -> &str {
+        match self {
+            InboxMsg::Command { game_id, .. }
+            | InboxMsg::CommandError { game_id, .. }
+            | InboxMsg::Redirect { game_id, .. } => game_id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        // unwrap: plain structs of strings and numbers always serialise.
+        serde_json::to_string(self).unwrap()
+    }
+}
+
+/// What an owner publishes on `game:<id>`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Published {
+    /// A committed change: the whole stored game.
+    GameUpdate { origin: String, game: Box<Game> },
+    /// The game was ended.
+    Terminated { origin: String },
+}
+
+impl Published {
+    pub fn origin(&self) -> &str {
+        match self {
+            Published::GameUpdate { origin, .. } | Published::Terminated { origin } => origin,
+        }
+    }
+}
+
+/// `{"type":"game_update","origin":NODE,"game":STORED}` around an already serialised game.
+pub fn update_message(origin: &str, stored: &str) -> String {
+    format!(
+        r#"{{"type":"game_update","origin":{},"game":{stored}}}"#,
+        json_string(origin)
+    )
+}
+
+pub fn terminated_message(origin: &str, game_id: &str) -> String {
+    serde_json::json!({"type": "terminated", "origin": origin, "game_id": game_id}).to_string()
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::{GameConfig, PlayerName};
+
+    #[test]
+    fn messages_round_trip() {
+        let msg = InboxMsg::Command {
+            game_id: "g".into(),
+            command: Command {
+                origin: "n1/x".into(),
+                from: "n1".into(),
+                seq: 7,
+                robot_id: "r".into(),
+                session: 3,
+                cmd: Cmd::Join { name: "ann".into() },
+            },
+        };
+        let back: InboxMsg = serde_json::from_str(&msg.encode()).unwrap();
+        assert_eq!(back, msg);
+        let game = Game::new(
+            "g1".into(),
+            GameConfig::default(),
+            "r1".into(),
+            PlayerName::parse("ann").unwrap(),
+        );
+        let published = update_message("n2", &game.stored_json());
+        match serde_json::from_str::<Published>(&published).unwrap() {
+            Published::GameUpdate { origin, game: g } => {
+                assert_eq!((origin.as_str(), *g), ("n2", game));
+            }
+            other => panic!("{other:?}"),
+        }
+        let ended = terminated_message("n2", "g1");
+        assert!(matches!(
+            serde_json::from_str::<Published>(&ended).unwrap(),
+            Published::Terminated { .. }
+        ));
+    }
+}

@@ -1,0 +1,196 @@
+//! The web edge: routes, pages, the JSON API, the WebSocket upgrade and sessions, operations.
+//!
+//! [`configure`] registers everything on an actix-web `App`. Handlers talk to this server's
+//! games through [`Node`] only; nothing here knows Redis. Errors a client can cause become
+//! [`ApiError`] (JSON) or an HTML page with the message, never a panic or a dropped connection.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`pages`] | lobby, join and race pages (askama templates in `templates/`), the player cookie |
+//! | [`api`] | the JSON API for bots, tests and load tools |
+//! | [`ws`] | the WebSocket upgrade, and one task per connected player |
+//! | [`ops`] | `/health`, `/metrics`, `/_stats` |
+//! | [`proxy`] | who the client is behind nginx/Heroku, and which origins may connect |
+
+mod api;
+mod ops;
+mod pages;
+pub mod proxy;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::game::RuleError;
+use crate::node::{Node, NodeError};
+use crate::token::Tokens;
+
+/// Largest request body we read (JSON or form).
+pub const MAX_BODY: usize = 4 * 1024;
+/// How long HTTP keeps a connection with no request open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+/// Kernel send buffer per connection. Frames are small; a large buffer only hides a client
+/// that stopped reading (on loopback Linux lets it grow to 4 MiB: thousands of stale frames
+/// before the game notices and drops the client).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// Caps an accepted connection's send buffer (see [`SEND_BUFFER`]).
+pub fn limit_send_buffer(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER);
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub node: Node,
+    pub tokens: Arc<Tokens>,
+    /// Origins allowed to open WebSockets besides the page's own.
+    pub allowed_origins: Vec<String>,
+    /// Trust X-Forwarded-* from any peer (else only from loopback).
+    pub trust_proxy: bool,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY)
+            .error_handler(|err, _req| json_error(err).into()),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(MAX_BODY)
+            .error_handler(|err, _req| form_error(err).into()),
+    )
+    .route("/", web::get().to(pages::lobby))
+    .route("/", web::post().to(pages::create_game_form))
+    .route("/join/{id}", web::get().to(pages::join_page))
+    .route("/join/{id}", web::post().to(pages::join_game_form))
+    .route("/game/{id}", web::get().to(pages::game_page))
+    .route("/ws/{id}", web::get().to(ws::upgrade))
+    .route("/_stats", web::get().to(ops::stats))
+    .route("/health", web::get().to(ops::health))
+    .route("/metrics", web::get().to(ops::metrics))
+    .route("/api/games", web::post().to(api::create))
+    .route("/api/games/{id}", web::get().to(api::game))
+    .route("/api/games/{id}/players", web::post().to(api::join))
+    .route(
+        "/static/{path:.*}",
+        web::get().to(crate::static_files::serve),
+    )
+    .route("/favicon.ico", web::get().to(crate::static_files::favicon))
+    .default_service(web::to(pages::not_found));
+}
+
+/// A JSON API error: `{"error": CODE, "message": TEXT}` with a fitting status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub(crate) status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(serde_json::json!({
+            "error": self.code,
+            "message": self.message,
+        }))
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> ApiError {
+        let status = match &e {
+            NodeError::NotFound => StatusCode::NOT_FOUND,
+            NodeError::Rule(RuleError::InvalidName | RuleError::InvalidConfig) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            NodeError::Rule(RuleError::GameInProgress | RuleError::GameFull) => {
+                StatusCode::CONFLICT
+            }
+            NodeError::Rule(RuleError::UnknownRobot) => StatusCode::UNAUTHORIZED,
+            NodeError::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Unavailable | NodeError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<RuleError> for ApiError {
+    fn from(e: RuleError) -> ApiError {
+        NodeError::from(e).into()
+    }
+}
+
+pub(crate) fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send a JSON body with Content-Type: application/json",
+        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The body is larger than 4 KiB",
+            )
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("Malformed JSON: {e}"),
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Unreadable request body",
+        ),
+    }
+}
+
+pub(crate) fn form_error(err: UrlencodedError) -> ApiError {
+    match err {
+        UrlencodedError::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The form is larger than 4 KiB",
+        ),
+        UrlencodedError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the form as application/x-www-form-urlencoded",
+        ),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Unreadable form"),
+    }
+}

@@ -1,0 +1,142 @@
+//! Operations: `/health`, `/metrics` (Prometheus text), `/_stats`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse, Responder};
+
+use super::AppState;
+use crate::bus::BusStatus;
+
+fn mode_and_redis(state: &AppState) -> (&'static str, &'static str) {
+    match state.node.bus().status() {
+        BusStatus::Local => ("single", "disabled"),
+        BusStatus::Connected => ("cluster", "connected"),
+        BusStatus::Down => ("cluster", "down"),
+    }
+}
+
+pub(super) async fn health(state: web::Data<AppState>) -> impl Responder {
+    let (mode, redis) = mode_and_redis(&state);
+    let stats = state.node.stats();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "status": "ok",
+            "mode": mode,
+            "redis": redis,
+            "node_id": state.node.node_id(),
+            "connections": state.node.metrics().connections.load(Relaxed),
+            "games": stats.owned + stats.replicas,
+        }))
+}
+
+pub(super) async fn stats(state: web::Data<AppState>) -> impl Responder {
+    let local = state.node.metrics().games_created.load(Relaxed);
+    let (created, scope) = match state.node.bus().games_created().await {
+        Some(n) if state.node.bus().replicated() => (n, "cluster"),
+        _ => (local, "node"),
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "games_created": created,
+            "scope": scope,
+            "games_active": state.node.stats().owned,
+        }))
+}
+
+pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
+    let m = state.node.metrics();
+    let stats = state.node.stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP robot_race_{name} {help}");
+        let _ = writeln!(out, "# TYPE robot_race_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "robot_race_{name}{labels} {value}");
+        }
+    };
+    metric(
+        "connections",
+        "gauge",
+        "Open WebSocket connections on this server.",
+        &[("", m.connections.load(Relaxed))],
+    );
+    let by_state: Vec<(String, u64)> = crate::game::State::ALL
+        .iter()
+        .zip(stats.by_state)
+        .map(|(s, n)| (format!("{{state=\"{}\"}}", s.as_str()), n as u64))
+        .collect();
+    let by_state: Vec<(&str, u64)> = by_state.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "games",
+        "gauge",
+        "Games this server holds (owned or relayed), by state.",
+        &by_state,
+    );
+    metric(
+        "games_owned",
+        "gauge",
+        "Games this server owns (applies commands for).",
+        &[("", stats.owned as u64)],
+    );
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "games_created_total",
+            "Games created on this server.",
+            m.games_created.load(Relaxed),
+        ),
+        (
+            "updates_sent_total",
+            "WebSocket frames queued to players by game tasks.",
+            m.updates_sent.load(Relaxed),
+        ),
+        (
+            "presses_total",
+            "Presses received from local players (after rate limiting).",
+            m.presses.load(Relaxed),
+        ),
+        (
+            "sessions_dropped_slow_total",
+            "Sessions dropped because they did not read their updates.",
+            m.sessions_dropped_slow.load(Relaxed),
+        ),
+        (
+            "relayed_updates_total",
+            "Committed updates from other servers shown here.",
+            m.relayed_in.load(Relaxed),
+        ),
+        (
+            "forwarded_commands_total",
+            "Player commands sent to the owning server (resends included).",
+            m.forwarded_out.load(Relaxed),
+        ),
+        (
+            "overloaded_total",
+            "Presses answered `overloaded` because their game's queue was full.",
+            m.overloaded.load(Relaxed),
+        ),
+        (
+            "redis_writes_total",
+            "Game saves and ends written to Redis.",
+            state.node.bus().writes_done(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        metric(name, "counter", help, &[("", value)]);
+    }
+    let status = state.node.bus().status();
+    if status != BusStatus::Local {
+        metric(
+            "redis_up",
+            "gauge",
+            "1 when connected to Redis.",
+            &[("", u64::from(status == BusStatus::Connected))],
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}

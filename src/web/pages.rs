@@ -1,0 +1,271 @@
+//! The browser pages: lobby, join form, race page, and the player cookie that ties a browser
+//! to its robot (any server of the cluster accepts it).
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{proxy, ApiError, AppState};
+use crate::game::{GameConfig, PlayerName, MAX_PLAYERS};
+use crate::node::{valid_game_id, NodeError};
+
+#[derive(Template)]
+#[template(path = "lobby.html")]
+struct LobbyPage {
+    error: Option<String>,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "join.html")]
+struct JoinPage {
+    game_id: String,
+    players: usize,
+    max_players: usize,
+    joinable: bool,
+    error: Option<String>,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "game.html")]
+struct GamePage {
+    game_id: String,
+    robot_id: String,
+    admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage {
+    message: String,
+}
+
+fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(body),
+        Err(e) => {
+            log::error!("template error: {e}");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("Something went wrong rendering this page")
+        }
+    }
+}
+
+fn not_found_page(message: &str) -> HttpResponse {
+    html(
+        StatusCode::NOT_FOUND,
+        &NotFoundPage {
+            message: message.to_owned(),
+        },
+    )
+}
+
+fn unavailable_page() -> HttpResponse {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &NotFoundPage {
+            message: "The game server is busy or restarting. Try again in a moment.".into(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct NameForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub(super) async fn lobby() -> HttpResponse {
+    html(
+        StatusCode::OK,
+        &LobbyPage {
+            error: None,
+            name: String::new(),
+        },
+    )
+}
+
+pub(super) async fn create_game_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<NameForm>,
+) -> HttpResponse {
+    let rerender = |status, error: String| {
+        html(
+            status,
+            &LobbyPage {
+                error: Some(error),
+                name: form.name.chars().take(40).collect(),
+            },
+        )
+    };
+    let name = match PlayerName::parse(&form.name) {
+        Ok(name) => name,
+        Err(e) => return rerender(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    match state.node.create(name, GameConfig::default()).await {
+        Ok(created) => {
+            let token = state.tokens.issue(&created.game_id, &created.robot_id);
+            enter_game(&req, &state, &created.game_id, &token)
+        }
+        Err(e) => rerender(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Sets the player cookie and sends the browser to the race page.
+pub(super) fn enter_game(
+    req: &HttpRequest,
+    state: &AppState,
+    game_id: &str,
+    token: &str,
+) -> HttpResponse {
+    let secure = proxy::base_url(req, state).starts_with("https://");
+    let cookie = Cookie::build(cookie_name(game_id), token.to_owned())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::days(1))
+        .finish();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/game/{game_id}")))
+        .cookie(cookie)
+        .finish()
+}
+
+fn cookie_name(game_id: &str) -> String {
+    format!("rr_{game_id}")
+}
+
+pub(super) async fn join_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let game_id = path.into_inner();
+    if !valid_game_id(&game_id) {
+        return not_found_page("There is no game at this link.");
+    }
+    match state.node.game(&game_id).await {
+        Ok(game) => html(
+            StatusCode::OK,
+            &JoinPage {
+                players: game.robots.len(),
+                max_players: MAX_PLAYERS,
+                joinable: game.state == crate::game::State::Setup
+                    && game.robots.len() < MAX_PLAYERS,
+                game_id,
+                error: None,
+                name: String::new(),
+            },
+        ),
+        Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
+        Err(_) => not_found_page("There is no game at this link. It may have ended."),
+    }
+}
+
+pub(super) async fn join_game_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<NameForm>,
+) -> HttpResponse {
+    let game_id = path.into_inner();
+    if !valid_game_id(&game_id) {
+        return not_found_page("There is no game at this link.");
+    }
+    let result = match PlayerName::parse(&form.name) {
+        Ok(name) => state.node.join(&game_id, name).await,
+        Err(e) => Err(e.into()),
+    };
+    let robot_id = match result {
+        Ok(robot_id) => robot_id,
+        Err(NodeError::NotFound) => {
+            return not_found_page("There is no game at this link. It may have ended.")
+        }
+        Err(e) => {
+            let status = ApiError::from(e.clone()).status;
+            let game = state.node.game(&game_id).await.ok();
+            let players = game.as_ref().map_or(0, |g| g.robots.len());
+            let joinable = game.as_ref().is_some_and(|g| {
+                g.state == crate::game::State::Setup && g.robots.len() < MAX_PLAYERS
+            });
+            return html(
+                status,
+                &JoinPage {
+                    game_id,
+                    players,
+                    max_players: MAX_PLAYERS,
+                    joinable,
+                    error: Some(e.to_string()),
+                    name: form.name.chars().take(40).collect(),
+                },
+            );
+        }
+    };
+    let token = state.tokens.issue(&game_id, &robot_id);
+    enter_game(&req, &state, &game_id, &token)
+}
+
+/// The player's robot id from the cookie (or `?token=`), if the token is valid for this game.
+pub(super) fn player(req: &HttpRequest, state: &AppState, game_id: &str) -> Option<String> {
+    let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().token);
+    let token = from_query.or_else(|| {
+        req.cookie(&cookie_name(game_id))
+            .map(|c| c.value().to_owned())
+    })?;
+    state.tokens.verify(game_id, &token)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+pub(super) async fn game_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let game_id = path.into_inner();
+    if !valid_game_id(&game_id) {
+        return not_found_page("There is no game at this link.");
+    }
+    let to_join = || {
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/join/{game_id}")))
+            .finish()
+    };
+    let Some(robot_id) = player(&req, &state, &game_id) else {
+        return to_join();
+    };
+    match state.node.robot(&game_id, &robot_id).await {
+        Ok(game) => {
+            let admin = game.robot(&robot_id).is_some_and(|r| r.admin);
+            html(
+                StatusCode::OK,
+                &GamePage {
+                    game_id,
+                    robot_id,
+                    admin,
+                },
+            )
+        }
+        Err(NodeError::NotFound) => not_found_page("This game has ended."),
+        Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
+        Err(_) => to_join(),
+    }
+}
+
+pub(super) async fn not_found(req: HttpRequest) -> HttpResponse {
+    if req.path().starts_with("/api/") {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such resource").error_response()
+    } else {
+        not_found_page("There is nothing at this address.")
+    }
+}

@@ -1,0 +1,89 @@
+//! Who the client is and where it came from: a trusted proxy's headers (nginx, Heroku's
+//! router), the origins allowed to open WebSockets, the base URL for invite links.
+
+use std::net::IpAddr;
+
+use actix_web::dev::ConnectionInfo;
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+use super::AppState;
+
+/// A browser's `Origin` must be this site (or one configured); clients that send none (bots,
+/// tests) are not browsers and are let through.
+pub(super) fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if state.allowed_origins.iter().any(|o| o == origin) {
+        return true;
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let mut hosts = vec![req.connection_info().host().to_owned()];
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        hosts.push(host.to_owned());
+    }
+    hosts.iter().any(|h| h.eq_ignore_ascii_case(origin_host))
+}
+
+fn peer_trusted(req: &HttpRequest, state: &AppState) -> bool {
+    state.trust_proxy
+        || req
+            .peer_addr()
+            .is_some_and(|a| a.ip().is_loopback() || is_unique_local(a.ip()))
+}
+
+fn is_unique_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private(),
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// The client's address for logs: what a trusted proxy says (X-Real-IP, else the last hop of
+/// X-Forwarded-For, the one the proxy itself added: earlier hops are the client's word), else
+/// the peer.
+pub fn client_addr(req: &HttpRequest, state: &AppState) -> String {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if peer_trusted(req, state) {
+        if let Some(ip) = header("x-real-ip") {
+            return ip.to_owned();
+        }
+        if let Some(last) = header("x-forwarded-for").and_then(|v| v.rsplit(',').next()) {
+            return last.trim().to_owned();
+        }
+    }
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+/// `http(s)://host` as the player reached us (through a trusted proxy's headers if any).
+pub(super) fn base_url(req: &HttpRequest, state: &AppState) -> String {
+    let info: ConnectionInfo = req.connection_info().clone();
+    if peer_trusted(req, state) {
+        format!("{}://{}", info.scheme(), info.host())
+    } else {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
