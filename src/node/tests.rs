@@ -1,1 +1,318 @@
+//! Three "servers" in one process on a shared in-memory "Redis" (`LocalCluster`): every
+//! ownership transition, on paused time, in seconds. The same scenarios run against real
+//! processes and a real Redis in `tests/it/cluster.rs` and `tests/it/faults.rs`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{GameHandle, GameMsg, Metrics, Node, Outbound, SessionId, Timing};
+use crate::bus::local::{LocalBus, LocalCluster};
+use crate::game::{GameConfig, PlayerName};
+use crate::protocol::ClientMsg;
+
+const LEASE: Duration = Duration::from_secs(1);
+
+fn node(cluster: &LocalCluster, name: &str) -> Node {
+    let bus = Arc::new(LocalBus::member(cluster, name, LEASE));
+    let timing = Timing::new(Duration::from_secs(600), LEASE);
+    let node = Node::new(
+        bus,
+        Arc::new(Metrics::default()),
+        timing,
+        tokio::runtime::Handle::current(),
+    );
+    node.start();
+    node
+}
+
+fn name(s: &str) -> PlayerName {
+    PlayerName::parse(s).unwrap()
+}
+
+/// A local player: its session and what it has drawn (newest version only, as the browser).
+struct Player {
+    game: GameHandle,
+    session: SessionId,
+    rx: mpsc::Receiver<Outbound>,
+    drawn: Value,
+    /// Every version drawn, with the scores it showed.
+    seen: Vec<(u64, Vec<u64>)>,
+}
+
+async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
+    let (tx, rx) = mpsc::channel(1024);
+    let (game, session) = node.connect(game_id, robot_id, tx).await.unwrap();
+    let mut p = Player {
+        game,
+        session,
+        rx,
+        drawn: Value::Null,
+        seen: Vec::new(),
+    };
+    p.read(Duration::from_millis(10)).await;
+    p
+}
+
+impl Player {
+    fn send(&self, msg: ClientMsg) {
+        self.game
+            .tx
+            .try_send(GameMsg::Client(self.session, msg))
+            .unwrap();
+    }
+
+    /// Reads frames for up to `time`.
+    async fn read(&mut self, time: Duration) {
+        let deadline = tokio::time::Instant::now() + time;
+        while let Ok(Some(out)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            let Outbound::Frame(frame) = out else { break };
+            let msg: Value = serde_json::from_str(&frame).unwrap();
+            let game = &msg["game"];
+            if game.is_null() {
+                continue;
+            }
+            let version = game["version"].as_u64().unwrap();
+            if version > self.drawn["version"].as_u64().unwrap_or(0) {
+                let scores = scores(game);
+                if let Some((_, last)) = self.seen.last() {
+                    let down =
+                        last.iter().zip(&scores).any(|(a, b)| b < a) && scores.len() == last.len();
+                    assert!(!down, "a score went down: {last:?} -> {scores:?}");
+                }
+                self.seen.push((version, scores));
+                self.drawn = game.clone();
+            }
+        }
+    }
+
+    /// Reads until the drawn game satisfies `pred` (bounded).
+    async fn wait(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            if pred(&self.drawn) {
+                return self.drawn.clone();
+            }
+            self.read(Duration::from_millis(50)).await;
+        }
+        panic!("timed out; last drawn: {}", self.drawn);
+    }
+}
+
+fn scores(game: &Value) -> Vec<u64> {
+    game["robots"]
+        .as_array()
+        .map(|rs| rs.iter().map(|r| r["score"].as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+fn playing(g: &Value) -> bool {
+    g["state"] == "playing"
+}
+
+/// One version means one state on every screen.
+fn same_versions(players: &[&Player]) {
+    let mut by_version = std::collections::HashMap::new();
+    for p in players {
+        for (v, s) in &p.seen {
+            if let Some(other) = by_version.insert(*v, s.clone()) {
+                assert_eq!(&other, s, "version {v} showed two states");
+            }
+        }
+    }
+}
+
+/// Creates a game on `a` (winning score 50, no countdown), joins bob through `b`, seats both,
+/// starts the race.
+async fn race(a: &Node, b: &Node) -> (String, Player, Player) {
+    let config = GameConfig {
+        winning_score: 50,
+        countdown: 0,
+    };
+    let created = a.create(name("ann"), config).await.unwrap();
+    let id = created.game_id.clone();
+    let bob = b.join(&id, name("bob")).await.unwrap();
+    let mut ann = seat(a, &id, &created.robot_id).await;
+    let mut bob = seat(b, &id, &bob).await;
+    ann.send(ClientMsg::StartCountdown);
+    ann.wait(playing).await;
+    bob.wait(playing).await;
+    (id, ann, bob)
+}
+
+fn owned(node: &Node) -> usize {
+    node.stats().owned
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_join_across_nodes_and_forward() {
+    let cluster = LocalCluster::new();
+    let (a, b, c) = (
+        node(&cluster, "a"),
+        node(&cluster, "b"),
+        node(&cluster, "c"),
+    );
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("a"));
+    // A third server reads it as a replica, takes nothing over.
+    let game = c.game(&id).await.unwrap();
+    assert_eq!(game.robots.len(), 2);
+    for _ in 0..5 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [1, 5]).await;
+    }
+    assert_eq!((owned(&a), owned(&b)), (1, 0));
+    same_versions(&[&ann, &bob]);
+    // The stored state shows both origins' commands applied once.
+    let stored: crate::game::Game = serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
+    assert_eq!(stored.robots[1].score, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_owner_is_taken_over_and_no_press_is_lost() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, _ann, mut bob) = race(&a, &b).await;
+    bob.send(ClientMsg::ScorePoint);
+    bob.wait(|g| scores(g) == [0, 1]).await;
+    // The owner dies: its presses in flight go nowhere; bob's server finds it gone.
+    cluster.kill("a");
+    drop(a);
+    for _ in 0..4 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    bob.wait(|g| scores(g) == [0, 5]).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    bob.read(Duration::from_secs(2)).await;
+    assert_eq!(scores(&bob.drawn), [0, 5], "a press was applied twice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_off_owner_is_fenced_and_shows_nothing_it_could_not_save() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    // A is cut off (as a frozen server is) well past its lease; b takes the game over.
+    cluster.cut("a", true);
+    // While cut off, a runs alone: its player's presses show there.
+    ann.send(ClientMsg::ScorePoint);
+    ann.read(Duration::from_millis(100)).await;
+    tokio::time::sleep(LEASE * 3).await;
+    for _ in 0..3 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    bob.wait(|g| scores(g)[1] == 3).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    // A is back: its save is refused, it steps down, and its player's press is resent to b
+    // and applied there once.
+    cluster.cut("a", false);
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [2, 3]).await;
+    }
+    assert_eq!((owned(&a), owned(&b)), (0, 1));
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_past_its_lease_confirms_it_before_applying() {
+    let cluster = LocalCluster::new();
+    let (a, _b) = (node(&cluster, "a"), node(&cluster, "b"));
+    // Both players on the owner: nobody else needs the game.
+    let (id, mut ann, mut bob) = race(&a, &a).await;
+    // Nobody renews for a while (as if a was frozen): by a's own clock the lease is over, and
+    // Redis let it lapse.
+    cluster.cut("a", true);
+    tokio::time::sleep(LEASE * 2).await;
+    cluster.cut("a", false);
+    assert_eq!(cluster.owner(&id), None);
+    // Nobody took it meanwhile: a confirms, takes it again, and applies the press once.
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [1, 0]).await;
+    }
+    assert_eq!(cluster.owner(&id).as_deref(), Some("a"));
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [1, 0]);
+    same_versions(&[&ann, &bob]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn redis_lost_and_back_empty_or_not() {
+    for empty in [true, false] {
+        let cluster = LocalCluster::new();
+        let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+        let (id, mut ann, mut bob) = race(&a, &b).await;
+        ann.send(ClientMsg::ScorePoint);
+        bob.wait(|g| scores(g) == [1, 0]).await;
+        cluster.down();
+        // The owner's players race on alone; the other server's wait.
+        ann.send(ClientMsg::ScorePoint);
+        ann.wait(|g| scores(g) == [2, 0]).await;
+        bob.send(ClientMsg::ScorePoint);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.back(empty);
+        for p in [&mut ann, &mut bob] {
+            p.wait(|g| scores(g) == [2, 1]).await;
+        }
+        assert_eq!(cluster.owner(&id).as_deref(), Some("a"), "empty: {empty}");
+        let stored: crate::game::Game =
+            serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
+        assert_eq!(stored.robots[0].score, 2);
+        same_versions(&[&ann, &bob]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_then_hands_over() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    for _ in 0..3 {
+        bob.send(ClientMsg::ScorePoint);
+        ann.send(ClientMsg::ScorePoint);
+    }
+    // The owner stops while presses are in flight: its own are committed before it lets go,
+    // bob's reach whoever owns the game next. None is lost, none counted twice.
+    let stopping = tokio::spawn({
+        let a = a.clone();
+        async move { a.shutdown().await }
+    });
+    for _ in 0..4 {
+        bob.send(ClientMsg::ScorePoint);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stopping.await.unwrap();
+    assert_eq!(cluster.owner(&id).as_deref().unwrap_or("b"), "b");
+    bob.wait(|g| scores(g) == [3, 7]).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    // Ann's session was closed with "going away"; she comes back through b.
+    let closed = std::iter::from_fn(|| ann.rx.try_recv().ok())
+        .any(|o| matches!(o, Outbound::Close(super::CloseWhy::GoingAway)));
+    assert!(closed, "ann's session was not closed");
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [3, 7]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn single_server_mode_commits_at_once() {
+    let node = Node::new(
+        Arc::new(LocalBus::single("solo".into())),
+        Arc::new(Metrics::default()),
+        Timing::new(Duration::from_secs(600), LEASE),
+        tokio::runtime::Handle::current(),
+    );
+    node.start();
+    let (_, mut ann, mut bob) = race(&node, &node).await;
+    for _ in 0..3 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    ann.wait(|g| scores(g) == [0, 3]).await;
+    assert!(node.game("nope").await.is_err());
+    assert_eq!(node.stats().owned, 1);
+}
