@@ -12,6 +12,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/app.css"),
     ),
     (
+        "draw.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/draw.js"),
+    ),
+    (
+        "socket.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/socket.js"),
+    ),
+    (
         "race.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../static/race.js"),

@@ -1,5 +1,5 @@
 /* Robot Race lobby: neon robots racing up the #demo canvas behind the form.
- * Uses RobotRace.drawScene from race.js (loaded first). Pauses while the tab is hidden. */
+ * Uses RobotRace.drawScene from draw.js (loaded first). Pauses while the tab is hidden. */
 "use strict";
 
 (function (global) {

@@ -1,0 +1,234 @@
+/* Robot Race: the shared robot and track drawing (canvas), used by the lobby's backdrop
+ * (lobby.js) and the race page (race.js). Vanilla JS, no build step; load it before either.
+ * Provides window.RobotRace.{COLORS, FONT, MAX_PLAYERS, colorFor, drawRobot, drawScene,
+ * fitCanvas, whenFontReady}. */
+"use strict";
+
+(function (global) {
+  var COLORS = ["#00ffff", "#ff00ff", "#ffff00", "#ffffff"];
+  var FONT = '"Press Start 2P", ui-monospace, "Courier New", monospace';
+  var MAX_PLAYERS = 10;
+  var BG = "#07070d";
+
+  function colorFor(index) {
+    return COLORS[((index % COLORS.length) + COLORS.length) % COLORS.length];
+  }
+
+  /* One robot: a glowing square with an antenna, two eyes and a mouth, centred on (x, y).
+   * opts: {you: bool (white outline), winner: bool (stronger glow), glow: number} */
+  function drawRobot(ctx, x, y, size, color, opts) {
+    opts = opts || {};
+    var s = Math.max(6, Math.round(size));
+    var left = Math.round(x - s / 2);
+    var top = Math.round(y - s / 2);
+    var px = Math.max(1, Math.round(s / 10));
+    // shadowBlur ignores the transform: scale it by the devicePixelRatio set in fitCanvas
+    var zoom = ctx.getTransform ? ctx.getTransform().a || 1 : 1;
+    ctx.save();
+    ctx.shadowColor = color;
+    ctx.shadowBlur = (opts.glow != null ? opts.glow : s * (opts.winner ? 1.2 : 0.7)) * zoom;
+    ctx.fillStyle = color;
+    // antenna
+    ctx.fillRect(left + Math.round(s / 2 - px / 2), top - px * 3, px, px * 3);
+    ctx.fillRect(left + Math.round(s / 2 - px * 1.5), top - px * 4, px * 3, px * 2);
+    // body (drawn twice for a brighter neon glow)
+    ctx.fillRect(left, top, s, s);
+    ctx.fillRect(left, top, s, s);
+    ctx.shadowBlur = 0;
+    // face
+    ctx.fillStyle = BG;
+    var eye = Math.max(2, Math.round(s * 0.2));
+    var eyeY = top + Math.round(s * 0.28);
+    ctx.fillRect(left + Math.round(s * 0.2), eyeY, eye, eye);
+    ctx.fillRect(left + s - Math.round(s * 0.2) - eye, eyeY, eye, eye);
+    ctx.fillRect(left + Math.round(s * 0.25), top + Math.round(s * 0.68), s - 2 * Math.round(s * 0.25),
+      Math.max(1, Math.round(s * 0.09)));
+    if (opts.you) {
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 2;
+      ctx.shadowColor = "#ffffff";
+      ctx.shadowBlur = 8 * zoom;
+      var pad = Math.max(4, Math.round(s * 0.18));
+      ctx.strokeRect(left - pad + 0.5, top - pad - px * 4 + 0.5, s + pad * 2 - 1, s + pad * 2 + px * 4 - 1);
+    }
+    ctx.restore();
+  }
+
+  /* Fit a label to maxWidth: shrink the font down to minPx, then cut the text. */
+  function fitText(ctx, text, maxWidth, px, minPx) {
+    var size = px;
+    ctx.font = size + "px " + FONT;
+    while (ctx.measureText(text).width > maxWidth && size > minPx) {
+      size -= 1;
+      ctx.font = size + "px " + FONT;
+    }
+    var out = text;
+    if (ctx.measureText(out).width > maxWidth) {
+      while (out.length > 1 && ctx.measureText(out + "..").width > maxWidth) {
+        out = out.slice(0, -1);
+      }
+      out += "..";
+    }
+    return { text: out, size: size };
+  }
+
+  function drawLabel(ctx, text, x, y, maxWidth, px, color, baseline) {
+    var fit = fitText(ctx, text, maxWidth, px, Math.min(px, 6));
+    ctx.save();
+    ctx.font = fit.size + "px " + FONT;
+    ctx.textAlign = "center";
+    ctx.textBaseline = baseline || "top";
+    ctx.fillStyle = color;
+    ctx.shadowColor = color;
+    ctx.shadowBlur = 6;
+    ctx.fillText(fit.text, Math.round(x), Math.round(y));
+    ctx.restore();
+  }
+
+  /* The whole track. lanes: [{name, progress 0..1, color, you, winner}] in join order.
+   * opts: {finishY, time (ms, for the finish line shimmer)} — all sizes in CSS pixels. */
+  function drawScene(ctx, w, h, lanes, opts) {
+    opts = opts || {};
+    var n = Math.max(1, lanes.length);
+    var laneW = w / n;
+    var finishY = Math.round(opts.finishY != null ? opts.finishY : Math.max(40, h * 0.1));
+
+    ctx.save();
+    ctx.fillStyle = BG;
+    ctx.fillRect(0, 0, w, h);
+
+    // faint retro grid
+    ctx.strokeStyle = "rgba(0, 255, 255, 0.06)";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    var step = 32;
+    for (var gy = h; gy > 0; gy -= step) {
+      ctx.moveTo(0, Math.round(gy) + 0.5);
+      ctx.lineTo(w, Math.round(gy) + 0.5);
+    }
+    ctx.stroke();
+
+    // lane separators
+    ctx.strokeStyle = "rgba(255, 255, 255, 0.12)";
+    ctx.setLineDash([6, 8]);
+    ctx.beginPath();
+    for (var i = 1; i < n; i++) {
+      var lx = Math.round(i * laneW) + 0.5;
+      ctx.moveTo(lx, finishY);
+      ctx.lineTo(lx, h);
+    }
+    ctx.stroke();
+    ctx.setLineDash([]);
+
+    // label size: 10px on wide screens, 8px on phones; stagger two rows when names would collide
+    var px = w >= 560 ? 10 : 8;
+    ctx.font = px + "px " + FONT;
+    var stagger = false;
+    for (var k = 0; k < lanes.length; k++) {
+      if (ctx.measureText(String(lanes[k].name || "")).width > laneW * 0.92) { stagger = n > 1; break; }
+    }
+    var labelMax = stagger ? laneW * 1.85 : laneW * 0.92;
+    var rowH = px + 6;
+    var bottomPad = 12 + rowH * (stagger ? 2 : 1) + (opts.bottomInset || 0);
+
+    var size = Math.max(12, Math.min(44, laneW * 0.5, (h - finishY - bottomPad) * 0.12));
+    var yBottom = h - bottomPad - size / 2;
+    var yTop = finishY;
+    var travel = Math.max(0, yBottom - yTop);
+
+    // own lane highlight
+    for (var a = 0; a < lanes.length; a++) {
+      if (lanes[a].you) {
+        ctx.fillStyle = "rgba(255, 255, 255, 0.05)";
+        ctx.fillRect(Math.round(a * laneW), finishY, Math.round(laneW), h - finishY);
+      }
+    }
+
+    // finish line: a checkered strip with a magenta glow
+    var cell = 6;
+    ctx.shadowColor = "#ff00ff";
+    ctx.shadowBlur = 12;
+    ctx.fillStyle = "#ff00ff";
+    ctx.fillRect(0, finishY - 1, w, 2);
+    ctx.shadowBlur = 0;
+    for (var cx = 0, c = 0; cx < w; cx += cell, c++) {
+      ctx.fillStyle = c % 2 === 0 ? "rgba(255,255,255,0.85)" : "rgba(0,0,0,0.85)";
+      ctx.fillRect(cx, finishY - cell - 1, cell, cell);
+      ctx.fillStyle = c % 2 === 1 ? "rgba(255,255,255,0.85)" : "rgba(0,0,0,0.85)";
+      ctx.fillRect(cx, finishY - cell * 2 - 1, cell, cell);
+    }
+
+    for (var j = 0; j < lanes.length; j++) {
+      var lane = lanes[j];
+      var color = lane.color || colorFor(j);
+      var p = Math.max(0, Math.min(1, Number(lane.progress) || 0));
+      var x = laneW * (j + 0.5);
+      var y = yBottom - p * travel;
+
+      // trail from the start to the robot
+      if (y < yBottom - 1) {
+        var grad = ctx.createLinearGradient(0, yBottom, 0, y);
+        grad.addColorStop(0, "rgba(0,0,0,0)");
+        grad.addColorStop(1, color);
+        ctx.globalAlpha = 0.45;
+        ctx.fillStyle = grad;
+        var tw = Math.max(2, Math.round(size * 0.18));
+        ctx.fillRect(Math.round(x - tw / 2), y, tw, yBottom - y);
+        ctx.globalAlpha = 1;
+      }
+
+      drawRobot(ctx, x, y, size, color, { you: lane.you, winner: lane.winner });
+
+      // name under the robot (two staggered rows when lanes are narrow)
+      var row = stagger ? j % 2 : 0;
+      var pad = lane.you ? Math.max(4, Math.round(size * 0.18)) : 0;
+      var ny = y + size / 2 + 8 + row * rowH + pad;
+      drawLabel(ctx, String(lane.name || ""), x, ny, labelMax, px, color, "top");
+
+      // "YOU" / "WIN!" above it, or under the name when the robot is up at the finish line
+      var above = lane.winner ? (lane.you ? "YOU WIN!" : "WIN!") : (lane.you ? "YOU" : "");
+      if (above) {
+        var antenna = Math.max(1, Math.round(size / 10)) * 4;
+        var ay = y - size / 2 - antenna - pad - 5;
+        var tagColor = lane.winner ? "#ffff00" : "#ffffff";
+        if (ay - px < finishY + 4) {
+          drawLabel(ctx, above, x, ny + rowH * (stagger ? 2 : 1), Math.max(laneW * 0.95, 40), px, tagColor, "top");
+        } else {
+          drawLabel(ctx, above, x, ay, Math.max(laneW * 0.95, 40), px, tagColor, "bottom");
+        }
+      }
+    }
+    ctx.restore();
+    return { finishY: finishY, yBottom: yBottom, size: size };
+  }
+
+  /* Size a canvas to its CSS box at devicePixelRatio; returns the CSS size. */
+  function fitCanvas(canvas) {
+    var dpr = global.devicePixelRatio || 1;
+    var w = canvas.clientWidth || global.innerWidth;
+    var h = canvas.clientHeight || global.innerHeight;
+    var bw = Math.max(1, Math.round(w * dpr));
+    var bh = Math.max(1, Math.round(h * dpr));
+    if (canvas.width !== bw) canvas.width = bw;
+    if (canvas.height !== bh) canvas.height = bh;
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(bw / w, 0, 0, bh / h, 0, 0);
+    return { w: w, h: h, ctx: ctx };
+  }
+
+  function whenFontReady(cb) {
+    if (global.document && document.fonts && document.fonts.load) {
+      document.fonts.load('10px "Press Start 2P"').then(cb, function () {});
+    }
+  }
+
+  var RR = global.RobotRace || (global.RobotRace = {});
+  RR.COLORS = COLORS;
+  RR.FONT = FONT;
+  RR.MAX_PLAYERS = MAX_PLAYERS;
+  RR.colorFor = colorFor;
+  RR.drawRobot = drawRobot;
+  RR.drawScene = drawScene;
+  RR.fitCanvas = fitCanvas;
+  RR.whenFontReady = whenFontReady;
+})(window);

@@ -1,0 +1,197 @@
+/* Robot Race: the race page's connection to the server (see PROTOCOL.md, "WebSocket").
+ * Vanilla JS, no build step; load it before race.js. Provides
+ *
+ *   var conn = RobotRace.connect(gameId, {
+ *     onMessage: function (msg) {},  // every parsed message, in order, after the version check;
+ *                                    // return false for a game_update/scores the page did not
+ *                                    // draw (the version is then not taken as drawn)
+ *     onStatus: function (ok) {},    // true once the server speaks on a socket, false when it closes
+ *     onEnded: function () {},       // the API says the game is gone (404): reconnecting stopped
+ *     onRefused: function () {}      // the game exists but this player keeps being refused
+ *   });
+ *   conn.send(obj) -> bool; conn.connected() -> bool; conn.lastVersion() -> number; conn.close()
+ *
+ * It reconnects with backoff, checks the game through the API after repeated refusals,
+ * reconnects at once when the tab becomes visible or the browser goes online, and drops every
+ * game_update or scores frame whose version is not higher than the last one drawn. A
+ * `terminated` message stops it (it is still passed on). */
+"use strict";
+
+(function (global) {
+  var RR = global.RobotRace || (global.RobotRace = {});
+
+  RR.connect = function (gameId, handlers) {
+    handlers = handlers || {};
+
+    var ws = null;
+    var stopped = false;       // terminated, ended, or closed by the page: no more reconnecting
+    var attempt = 0;           // reconnect attempts since the last good connection
+    var refusedStreak = 0;     // sockets in a row that closed before any message
+    var checking = false;
+    var gameExists = false;    // the API said the game exists while we were being refused
+    var reconnectTimer = 0;
+    var live = false;          // a socket is open and the server has spoken on it
+    var lastVersion = -Infinity;
+
+    function call(name, arg) {
+      var fn = handlers[name];
+      return typeof fn === "function" ? fn(arg) : undefined;
+    }
+
+    function wsUrl() {
+      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + gameId;
+    }
+
+    function send(obj) {
+      if (ws && ws.readyState === 1) {
+        ws.send(JSON.stringify(obj));
+        return true;
+      }
+      return false;
+    }
+
+    function stop() {
+      stopped = true;
+      clearTimeout(reconnectTimer);
+      reconnectTimer = 0;
+      if (ws) {
+        var s = ws;
+        ws = null;
+        live = false;
+        try { s.close(); } catch (e) { /* ignore */ }
+      }
+    }
+
+    function connect() {
+      if (stopped) return;
+      clearTimeout(reconnectTimer);
+      reconnectTimer = 0;
+      var sock;
+      try {
+        sock = new WebSocket(wsUrl());
+      } catch (e) {
+        refusedStreak++;
+        scheduleReconnect();
+        return;
+      }
+      ws = sock;
+      var received = false;
+      sock.onmessage = function (ev) {
+        if (ws !== sock) return;
+        if (!received) {
+          received = true;
+          attempt = 0;
+          refusedStreak = 0;
+          gameExists = false;
+          live = true;
+          call("onStatus", true);
+        }
+        handleMessage(ev.data);
+      };
+      sock.onclose = function () {
+        if (ws !== sock) return;
+        ws = null;
+        live = false;
+        if (stopped) return;
+        if (!received) refusedStreak++;
+        call("onStatus", false);
+        scheduleReconnect();
+      };
+      sock.onerror = function () { /* a close event follows */ };
+    }
+
+    function scheduleReconnect() {
+      if (stopped || reconnectTimer) return;
+      if (refusedStreak >= 5) {
+        if (gameExists) {
+          // the game is there but this player keeps being refused: let the page join it again
+          stop();
+          call("onRefused");
+          return;
+        }
+        checkGame();
+      }
+      var base = Math.min(8000, 500 * Math.pow(2, attempt));
+      attempt++;
+      var delay = base * (0.5 + Math.random() * 0.5);
+      reconnectTimer = setTimeout(function () {
+        reconnectTimer = 0;
+        connect();
+      }, delay);
+    }
+
+    function checkGame() {
+      if (checking || !global.fetch) return;
+      checking = true;
+      refusedStreak = 0;
+      fetch("/api/games/" + gameId, { cache: "no-store", credentials: "same-origin" })
+        .then(function (res) {
+          if (stopped) return;
+          if (res.status === 404) {
+            stop();
+            call("onEnded");
+          } else if (res.ok && !live) {
+            // refused while the game exists; if the next tries fail too, go to the join page
+            gameExists = true;
+            refusedStreak = 4;
+          }
+        }, function () { /* server unreachable: keep trying */ })
+        .then(function () { checking = false; });
+    }
+
+    function reconnectNow() {
+      if (stopped || ws) return;
+      attempt = 0;
+      connect();
+    }
+    global.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") reconnectNow();
+    });
+
+    // Passes on a versioned message if it is newer than the last drawn; the version counts as
+    // drawn unless the handler returns false.
+    function deliverVersioned(msg, version) {
+      if (!(version > lastVersion)) return;
+      if (call("onMessage", msg) !== false) lastVersion = version;
+    }
+
+    function handleMessage(data) {
+      if (typeof data !== "string") return;
+      var msg;
+      try { msg = JSON.parse(data); } catch (e) { return; }
+      if (!msg || typeof msg !== "object") return;
+      switch (msg.type) {
+        case "welcome":
+          if (msg.game && typeof msg.game === "object") {
+            // the server may have restarted: its version is the new baseline
+            lastVersion = Number(msg.game.version) || 0;
+          }
+          call("onMessage", msg);
+          break;
+        case "game_update":
+          if (msg.game && typeof msg.game === "object") deliverVersioned(msg, Number(msg.game.version));
+          break;
+        case "scores":
+          deliverVersioned(msg, Number(msg.version));
+          break;
+        case "terminated":
+          stop();
+          call("onMessage", msg);
+          break;
+        default:
+          call("onMessage", msg); // errors; unknown types are the page's to ignore
+          break;
+      }
+    }
+
+    connect();
+
+    return {
+      send: send,
+      close: stop,
+      connected: function () { return !!(ws && ws.readyState === 1); },
+      lastVersion: function () { return lastVersion; }
+    };
+  };
+})(window);
