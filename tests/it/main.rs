@@ -5,5 +5,6 @@ mod bad_input;
 mod browser;
 mod cluster;
 mod deploy;
+mod faults;
 mod helpers;
 mod single;
