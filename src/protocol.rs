@@ -49,6 +49,9 @@ pub enum ServerMsg<'a> {
     Error { error: &'a str, message: &'a str },
     /// The game was ended (idle); the server closes next.
     Terminated,
+    /// This server is stopping: close the socket and reconnect (to another server). Presses
+    /// sent before the close are still applied; the server closes by itself a second later.
+    GoingAway,
 }
 
 impl ServerMsg<'_> {

@@ -175,6 +175,13 @@
         case "scores":
           deliverVersioned(msg, Number(msg.version));
           break;
+        case "going_away":
+          // the server is stopping: close from our side, so every press sent so far still
+          // counts, and reconnect (to another server) as after any close
+          if (ws) {
+            try { ws.close(1000, "server going away"); } catch (e) { /* closing anyway */ }
+          }
+          break;
         case "terminated":
           stop();
           call("onMessage", msg);

@@ -278,6 +278,9 @@ impl GameTask {
                 let (role, actions) = role::on_renewed(&self.role, renewal, sent_at, self.ctx());
                 self.set_role(role);
                 self.act(&actions);
+                if self.stopping.is_some() {
+                    self.stop_when_settled();
+                }
             }
             GameMsg::Bus { up } => {
                 let (role, actions) = role::on_bus(&self.role, up);
@@ -292,10 +295,25 @@ impl GameTask {
             }
             GameMsg::Stop(reply) => {
                 let owned = matches!(self.role, Role::Owner(_));
+                self.stopping = Some((reply, Instant::now() + self.shared.timing.drain, owned));
+                self.stop_when_settled();
+            }
+        }
+    }
+}
+
+impl GameTask {
+    /// Shutdown: an owner first applies every command that reached it (confirming its lease
+    /// if it must), then stops applying; what it applied is committed before it lets go.
+    fn stop_when_settled(&mut self) {
+        match &self.role {
+            Role::Owner(o) if o.confirming => {} // again when the lease is answered
+            Role::Owner(_) => {
+                self.apply_waiting();
                 let (role, _) = role::on_stop(&self.role);
                 self.set_role(role);
-                self.stopping = Some((reply, Instant::now() + self.shared.timing.drain, owned));
             }
+            _ => {}
         }
     }
 }

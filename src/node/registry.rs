@@ -28,6 +28,8 @@ pub(super) struct Games {
     serial: AtomicU64,
     sessions: AtomicU64,
     stopping: AtomicBool,
+    /// Set just before the leases are given up: no renewal after it.
+    released: AtomicBool,
 }
 
 impl Games {
@@ -343,6 +345,7 @@ impl Node {
             }
         });
         let _ = tokio::time::timeout(bound, futures_util::future::join_all(stopped)).await;
+        self.shared.games.released.store(true, Ordering::Relaxed);
         if self.shared.bus.replicated() {
             self.shared.bus.release(owned).await;
         }
@@ -435,7 +438,8 @@ async fn upkeep(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if shared.games.stopping.load(Ordering::Relaxed) {
+        // Leases are renewed while draining too (the drain can outlast a lease).
+        if shared.games.released.load(Ordering::Relaxed) {
             return;
         }
         let games = shared.games.all();

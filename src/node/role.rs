@@ -268,10 +268,13 @@ pub fn on_redirect(role: &Role, hint: Option<&str>, me: &str) -> Next {
     }
 }
 
-/// The server is shutting down: from here on nothing is applied or forwarded.
+/// The server is shutting down. An owner stops applying (what it applied is committed, then
+/// it lets the game go); a replica keeps finding the owner for its players' last commands.
 pub fn on_stop(role: &Role) -> Next {
-    let _ = role;
-    (Role::Stopping, vec![])
+    match role {
+        Role::Owner(_) => (Role::Stopping, vec![]),
+        _ => (role.clone(), vec![]),
+    }
 }
 
 #[cfg(test)]
@@ -449,6 +452,7 @@ mod tests {
             );
         }
         assert_eq!(on_bus(&replica, true).1, [Action::Reload, Action::Resend]);
-        assert_eq!(on_stop(&replica).0, Role::Stopping);
+        assert_eq!(on_stop(&replica).0, replica);
+        assert_eq!(on_stop(&owner(Instant::now())).0, Role::Stopping);
     }
 }

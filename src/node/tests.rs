@@ -308,7 +308,7 @@ async fn single_server_mode_commits_at_once() {
         tokio::runtime::Handle::current(),
     );
     node.start();
-    let (_, mut ann, mut bob) = race(&node, &node).await;
+    let (_, mut ann, bob) = race(&node, &node).await;
     for _ in 0..3 {
         bob.send(ClientMsg::ScorePoint);
     }

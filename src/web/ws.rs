@@ -25,7 +25,7 @@ use crate::node::{
     valid_game_id, CloseWhy, GameHandle, GameMsg, Node, NodeError, Outbound, SessionId,
     SESSION_QUEUE,
 };
-use crate::protocol::{error_frame, ClientMsg, MAX_CLIENT_FRAME};
+use crate::protocol::{error_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
 
 /// Ping this often; a client silent for [`CLIENT_TIMEOUT`] is gone.
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -37,7 +37,7 @@ const MAX_WIRE_FRAME: usize = 64 * 1024;
 pub const PRESSES_PER_SECOND: f64 = 30.0;
 /// Invalid frames in a row before the client is disconnected.
 const MAX_BAD_FRAMES: u32 = 50;
-/// How long a closing session waits for the browser's close, still taking its presses.
+/// How long a session told to go waits for the browser to close, still taking its presses.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A frame the socket does not take within this long: the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -194,24 +194,33 @@ async fn run(
         told_rate_limited: false,
         bad_frames: 0,
     };
-    let (close, wait_for_peer) = loop {
+    // Set once told to go: when we close the socket ourselves.
+    let mut leaving: Option<Instant> = None;
+    let far = || Instant::now() + Duration::from_secs(86_400);
+    let close = loop {
+        let leave_at = leaving.unwrap_or_else(far);
         tokio::select! {
             out = outbox.recv() => match out {
                 Some(Outbound::Frame(frame)) => {
                     match tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (None, false),
-                        Err(_) => break (Some(reason(CloseCode::Policy, "too slow")), false),
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(reason(CloseCode::Policy, "too slow")),
                     }
                 }
                 Some(Outbound::Close(CloseWhy::Terminated)) => {
-                    break (Some(reason(CloseCode::Normal, "game ended")), false);
+                    break Some(reason(CloseCode::Normal, "game ended"));
                 }
                 Some(Outbound::Close(CloseWhy::GoingAway)) => {
-                    break (Some(reason(CloseCode::Away, "server going away")), true);
+                    if leaving.is_none() {
+                        leaving = Some(Instant::now() + CLOSE_WAIT);
+                        if session.text(ServerMsg::GoingAway.to_frame()).await.is_err() {
+                            break None;
+                        }
+                    }
                 }
                 // The game task let go of us: we were too slow to read updates.
-                None => break (Some(reason(CloseCode::Policy, "too slow")), false),
+                None => break Some(reason(CloseCode::Policy, "too slow")),
             },
             msg = stream.next() => {
                 last_heard = Instant::now();
@@ -219,41 +228,35 @@ async fn run(
                     Next::Go => {}
                     Next::Answer(frame) => {
                         if session.text(frame).await.is_err() {
-                            break (None, false);
+                            break None;
                         }
                     }
                     Next::Pong(bytes) => {
                         if session.pong(&bytes).await.is_err() {
-                            break (None, false);
+                            break None;
                         }
                     }
-                    Next::Close(why) => break (why, false),
+                    Next::Close(why) => break why,
                 }
                 if reader.bad_frames > MAX_BAD_FRAMES {
-                    break (Some(reason(CloseCode::Policy, "too many bad messages")), false);
+                    break Some(reason(CloseCode::Policy, "too many bad messages"));
                 }
             },
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > CLIENT_TIMEOUT {
-                    break (Some(reason(CloseCode::Normal, "timed out")), false);
+                    break Some(reason(CloseCode::Normal, "timed out"));
                 }
                 if session.ping(b"").await.is_err() {
-                    break (None, false);
+                    break None;
                 }
             },
+            () = tokio::time::sleep_until(leave_at), if leaving.is_some() => {
+                break Some(reason(CloseCode::Away, "server going away"));
+            }
         }
     };
     // A client that stopped reading cannot take a close frame either: do not wait on it.
     let _ = tokio::time::timeout(WRITE_TIMEOUT, session.close(close)).await;
-    if wait_for_peer {
-        // Presses the browser sent before it saw our close still count.
-        let deadline = Instant::now() + CLOSE_WAIT;
-        while let Ok(msg) = tokio::time::timeout_at(deadline, stream.next()).await {
-            if let Next::Close(_) = reader.read(msg) {
-                break;
-            }
-        }
-    }
     if game.tx.try_send(GameMsg::Disconnect(id)).is_err() {
         let tx = game.tx.clone();
         actix_web::rt::spawn(async move {

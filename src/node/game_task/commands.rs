@@ -169,6 +169,7 @@ impl GameTask {
         };
         match game.applied.admit(&command.origin, command.seq) {
             Admit::Apply => {}
+            // A repeat, or an earlier one is missing: the sender resends, in order.
             Admit::Repeat | Admit::OutOfOrder => return,
         }
         // Recording the number changes what is stored even when the rules change nothing.

@@ -119,6 +119,12 @@ impl GameTask {
         self.game = Some(game);
         self.dirty = true;
         self.apply_waiting();
+        // Taken while stopping (our players' last commands needed an owner): commit them,
+        // then stop like any owner.
+        if let Some(stopping) = &mut self.stopping {
+            stopping.2 = true;
+            self.set_role(Role::Stopping);
+        }
     }
 
     /// Applies what waited for ownership: forwarded commands held here, and our own players'
@@ -268,8 +274,21 @@ impl GameTask {
         if let Some((_, _, true)) = &self.stopping {
             // The final save of a stopping owner: nothing more to show; if it was refused
             // or failed there is nothing more to do either.
-            if !matches!(result, SaveResult::Saved { .. }) {
-                self.dirty = false;
+            match (result, in_flight.own_seq, &self.game) {
+                (SaveResult::Saved { .. }, Some(seq), Some(game)) => {
+                    self.origin.ack_upto(seq, game)
+                }
+                (SaveResult::Saved { .. }, _, _) => {}
+                // Another server has the game now: our players' last commands go there.
+                (SaveResult::Fenced | SaveResult::Unowned, _, _) => {
+                    self.step_down();
+                    if let Some(stopping) = &mut self.stopping {
+                        stopping.2 = false;
+                    }
+                    self.set_role(Role::Resolving { claiming: true });
+                    self.claim(false);
+                }
+                (SaveResult::Failed, _, _) => self.dirty = false,
             }
             return;
         }

@@ -124,6 +124,13 @@ impl GameTask {
             let committed = !*owned || (!self.dirty && self.in_flight.is_none());
             let acked = self.origin.unacked.is_empty();
             if (committed && acked) || *deadline <= now {
+                if !(committed && acked) {
+                    log::warn!(
+                        "game {}: stopped before every command was committed ({} waiting)",
+                        self.id,
+                        self.origin.unacked.len()
+                    );
+                }
                 if let Some((reply, _, owned)) = self.stopping.take() {
                     let _ = reply.send(owned);
                 }
