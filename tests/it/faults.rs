@@ -191,7 +191,7 @@ fn report(players: &[RacingPlayer]) -> String {
         if let Some(last) = p.drawn.last() {
             out.push_str(&format!("    drawn last: {}\n", last.describe(&names)));
         }
-        let events: Vec<&String> = p.events.iter().rev().take(6).rev().collect();
+        let events: Vec<&String> = p.events.iter().rev().take(40).rev().collect();
         out.push_str(&format!("    last events: {events:?}\n"));
     }
     out

@@ -929,7 +929,10 @@ impl RacingPlayer {
             Some(msg) if msg["type"] == "welcome" => {
                 self.connects += 1;
                 let version = msg["game"]["version"].as_u64().unwrap_or(0);
-                self.event(format!("connected to server {i} (welcome v{version})"));
+                self.event(format!(
+                    "connected to server {i} (welcome v{version}) sent so far {}",
+                    self.sent
+                ));
                 Ok(())
             }
             Some(msg) => {
@@ -956,6 +959,27 @@ impl RacingPlayer {
             };
             match frame {
                 Some(Ok(Frame::Text(bytes))) => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(msg) if msg["type"] == "going_away" => {
+                        // As the browser does: close from our side and wait for the server's
+                        // close (the closing handshake), then reconnect elsewhere. Dropping the
+                        // connection at once could cut off presses still in flight.
+                        let close = awc::ws::CloseReason::from(awc::ws::CloseCode::Normal);
+                        let _ = socket.send(Message::Close(Some(close))).await;
+                        let until = Instant::now() + Duration::from_secs(2);
+                        loop {
+                            let left = until.saturating_duration_since(Instant::now());
+                            match actix_rt::time::timeout(left, socket.next()).await {
+                                Ok(Some(Ok(Frame::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                                    break
+                                }
+                                Ok(Some(Ok(_))) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        self.socket = None;
+                        self.event(format!("told to go by server {}", self.server));
+                        return None;
+                    }
                     Ok(msg) => {
                         self.record(&msg);
                         return Some(msg);
