@@ -316,3 +316,109 @@ async fn single_server_mode_commits_at_once() {
     assert!(node.game("nope").await.is_err());
     assert_eq!(node.stats().owned, 1);
 }
+
+fn single(idle: Duration) -> Node {
+    let node = Node::new(
+        Arc::new(LocalBus::single("solo".into())),
+        Arc::new(Metrics::default()),
+        Timing::new(idle, LEASE),
+        tokio::runtime::Handle::current(),
+    );
+    node.start();
+    node
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_countdown_steps_once_a_second_then_the_race_starts() {
+    let node = single(Duration::from_secs(600));
+    let config = GameConfig {
+        winning_score: 5,
+        countdown: 3,
+    };
+    let created = node.create(name("ann"), config).await.unwrap();
+    let bob = node.join(&created.game_id, name("bob")).await.unwrap();
+    let ann = seat(&node, &created.game_id, &created.robot_id).await;
+    let mut bob = seat(&node, &created.game_id, &bob).await;
+    let started = tokio::time::Instant::now();
+    ann.send(ClientMsg::StartCountdown);
+    let mut steps = Vec::new();
+    while steps.len() < 4 {
+        let Some(Outbound::Frame(frame)) = bob.rx.recv().await else {
+            panic!("bob's session ended");
+        };
+        let msg: Value = serde_json::from_str(&frame).unwrap();
+        let game = &msg["game"];
+        steps.push((
+            game["state"].as_str().unwrap().to_owned(),
+            game["countdown"].as_u64().unwrap(),
+            started.elapsed().as_secs(),
+        ));
+    }
+    let expected = [
+        ("counting_down", 3, 0),
+        ("counting_down", 2, 1),
+        ("counting_down", 1, 2),
+        ("playing", 0, 3),
+    ]
+    .map(|(s, c, t)| (s.to_owned(), c, t));
+    assert_eq!(steps, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_game_is_ended_and_its_players_told() {
+    let node = single(Duration::from_secs(10));
+    let started = tokio::time::Instant::now();
+    let created = node
+        .create(name("ann"), GameConfig::default())
+        .await
+        .unwrap();
+    let mut ann = seat(&node, &created.game_id, &created.robot_id).await;
+    let mut told = false;
+    while let Some(out) = ann.rx.recv().await {
+        match out {
+            Outbound::Frame(f) if f.contains("terminated") => told = true,
+            Outbound::Close(super::CloseWhy::Terminated) => break,
+            _ => {}
+        }
+    }
+    assert!(told, "no terminated message");
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_secs(10) && idle <= Duration::from_secs(11),
+        "{idle:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(node.game(&created.game_id).await.is_err());
+    assert_eq!(node.stats().owned, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_does_not_read_is_dropped_and_others_go_on() {
+    let node = single(Duration::from_secs(600));
+    let (id, ann, mut bob) = race(&node, &node).await;
+    // The race has started: a join is refused. A second socket of ann's that never reads.
+    assert!(node.join(&id, name("cy")).await.is_err());
+    let (tx, rx) = mpsc::channel(2);
+    let (game, _) = node.connect(&id, &ann_robot(&ann), tx).await.unwrap();
+    for _ in 0..5 {
+        bob.send(ClientMsg::ScorePoint);
+        bob.read(Duration::from_millis(20)).await;
+    }
+    bob.wait(|g| scores(g) == [0, 5]).await;
+    assert_eq!(
+        node.metrics()
+            .sessions_dropped_slow
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the stalled session was not dropped"
+    );
+    // Its queue was let go: its task would see the end and close the socket.
+    let mut stalled = rx;
+    while let Ok(Outbound::Frame(_)) = stalled.try_recv() {}
+    assert!(stalled.recv().await.is_none());
+    drop(game);
+}
+
+fn ann_robot(p: &Player) -> String {
+    p.drawn["robots"][0]["id"].as_str().unwrap().to_owned()
+}
