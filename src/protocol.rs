@@ -65,6 +65,22 @@ pub fn update_frame(game: &Game) -> ByteString {
     ServerMsg::GameUpdate { game: game.view() }.to_frame()
 }
 
+/// `{"type":"scores","version":V,"scores":[…]}`: only the scores changed (during `playing`),
+/// in the lane order of the last full view.
+pub fn scores_frame(version: u64, scores: impl Iterator<Item = u32>) -> ByteString {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(48);
+    let _ = write!(out, r#"{{"type":"scores","version":{version},"scores":["#);
+    for (i, score) in scores.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{score}");
+    }
+    out.push_str("]}");
+    ByteString::from(out)
+}
+
 pub fn error_frame(code: &str, message: &str) -> ByteString {
     ServerMsg::Error {
         error: code,
@@ -100,6 +116,16 @@ mod tests {
         }
         let big = format!(r#"{{"type":"score_point","pad":"{}"}}"#, "x".repeat(1100));
         assert_eq!(ClientMsg::parse(&big), None);
+    }
+
+    #[test]
+    fn scores_frames_have_the_contract_shape() {
+        let v: serde_json::Value =
+            serde_json::from_str(&scores_frame(57, [12, 9, 0].into_iter())).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"scores","version":57,"scores":[12,9,0]})
+        );
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub enum GameMsg {
     },
     /// From another server's inbox.
     Inbox(InboxMsg),
+    /// Published by another server: committed scores (during `playing`).
+    Scores {
+        origin: String,
+        version: u64,
+        scores: Vec<u32>,
+        applied: crate::game::Applied,
+    },
     /// Published by another server: a committed state, or the end.
     Relayed {
         origin: String,
@@ -120,6 +127,9 @@ pub struct GameTask {
     in_flight: Option<InFlight>,
     /// The newest version shown to local players.
     shown: u64,
+    /// Something besides scores changed since the last frame was made: the next frame is a
+    /// full `game_update`, not a `scores` frame.
+    layout_changed: bool,
     /// Created here and not yet committed (no version bump on the first claim).
     fresh: bool,
     /// Waiting for the game to be loaded or created.
@@ -156,6 +166,7 @@ impl GameTask {
             dirty: false,
             in_flight: None,
             shown: 0,
+            layout_changed: true,
             fresh: false,
             waiting: Vec::new(),
             next_tick: None,
@@ -270,6 +281,12 @@ impl GameTask {
             } => self.join(robot_id, name, reply),
             GameMsg::Inbox(msg) => self.inbox(msg),
             GameMsg::Relayed { origin, game } => self.relayed(&origin, *game),
+            GameMsg::Scores {
+                origin,
+                version,
+                scores,
+                applied,
+            } => self.relayed_scores(&origin, version, scores, applied),
             GameMsg::Terminated => self.end(NodeError::NotFound, true),
             GameMsg::Saved { version, result } => self.saved(version, result),
             GameMsg::Claimed { claim, sent_at } => self.claimed(claim, sent_at),

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::game_task::{GameTask, Start};
 use super::sessions::{Outbound, SessionId};
-use super::wire::{InboxMsg, Published};
+use super::wire::{InboxMsg, Published, PublishedKind};
 use super::{GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
 use super::{GAME_ID_ALPHABET, GAME_QUEUE};
 use crate::bus::{Bus, BusEvents};
@@ -381,17 +381,41 @@ impl BusEvents for Events {
         let Some(handle) = self.shared.games.get(game_id) else {
             return;
         };
-        match serde_json::from_slice::<Published>(payload) {
-            Ok(p) if p.origin() == self.shared.node_id => {}
-            Ok(Published::GameUpdate { origin, game }) if game.id == game_id => {
-                deliver(&handle, GameMsg::Relayed { origin, game });
+        let published = match serde_json::from_slice::<Published>(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("ignoring a malformed message on game:{game_id}: {e}");
+                return;
             }
-            Ok(Published::GameUpdate { .. }) => {
-                log::warn!("ignoring an update for another game on game:{game_id}");
-            }
-            Ok(Published::Terminated { .. }) => deliver(&handle, GameMsg::Terminated),
-            Err(e) => log::warn!("ignoring a malformed message on game:{game_id}: {e}"),
+        };
+        if published.origin == self.shared.node_id {
+            return;
         }
+        let Published {
+            kind,
+            origin,
+            game,
+            version,
+            scores,
+            applied,
+        } = published;
+        let msg = match (kind, game, applied) {
+            (PublishedKind::GameUpdate, Some(game), _) if game.id == game_id => {
+                GameMsg::Relayed { origin, game }
+            }
+            (PublishedKind::Scores, _, Some(applied)) => GameMsg::Scores {
+                origin,
+                version,
+                scores,
+                applied,
+            },
+            (PublishedKind::Terminated, _, _) => GameMsg::Terminated,
+            _ => {
+                log::warn!("ignoring an unexpected message on game:{game_id}");
+                return;
+            }
+        };
+        deliver(&handle, msg);
     }
 
     fn inbox(&self, payload: &[u8]) {

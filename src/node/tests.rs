@@ -70,7 +70,19 @@ impl Player {
         while let Ok(Some(out)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
             let Outbound::Frame(frame) = out else { break };
             let msg: Value = serde_json::from_str(&frame).unwrap();
-            let game = &msg["game"];
+            let mut game = msg["game"].clone();
+            if msg["type"] == "scores" {
+                // As the browser: the scores, in the lanes of the last full view.
+                game = self.drawn.clone();
+                game["version"] = msg["version"].clone();
+                let scores = msg["scores"].as_array().unwrap();
+                let robots = game["robots"].as_array_mut().unwrap();
+                assert_eq!(robots.len(), scores.len(), "scores for other lanes");
+                for (robot, score) in robots.iter_mut().zip(scores) {
+                    robot["score"] = score.clone();
+                }
+            }
+            let game = &game;
             if game.is_null() {
                 continue;
             }

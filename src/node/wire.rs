@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::game::Game;
+use crate::game::{Applied, Game};
 
 /// A player's command, numbered by the server the player is connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,22 +69,57 @@ impl InboxMsg {
     }
 }
 
-/// What an owner publishes on `game:<id>`.
+/// What an owner publishes on `game:<id>`. A plain struct, not a tagged enum: it decodes in
+/// one pass (serde buffers a tagged enum's whole content first), once per server.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Published {
-    /// A committed change: the whole stored game.
-    GameUpdate { origin: String, game: Box<Game> },
-    /// The game was ended.
-    Terminated { origin: String },
+pub struct Published {
+    #[serde(rename = "type")]
+    pub kind: PublishedKind,
+    pub origin: String,
+    /// `game_update`: the whole stored game.
+    #[serde(default)]
+    pub game: Option<Box<Game>>,
+    /// `scores`: the version it makes, every robot's score in lane order, and what has been
+    /// applied (so the senders of the commands know).
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub scores: Vec<u32>,
+    #[serde(default)]
+    pub applied: Option<Applied>,
 }
 
-impl Published {
-    pub fn origin(&self) -> &str {
-        match self {
-            Published::GameUpdate { origin, .. } | Published::Terminated { origin } => origin,
-        }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishedKind {
+    /// A committed change: `game` holds the whole stored game.
+    GameUpdate,
+    /// A committed change of scores only, during `playing`.
+    Scores,
+    /// The game was ended.
+    Terminated,
+}
+
+/// `{"type":"scores","origin":NODE,"version":V,"scores":[…],"applied":[…]}`.
+pub fn scores_message(origin: &str, game: &Game) -> String {
+    #[derive(Serialize)]
+    struct Scores<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        origin: &'a str,
+        version: u64,
+        scores: Vec<u32>,
+        applied: &'a Applied,
     }
+    // unwrap: plain structs of strings and numbers always serialise.
+    serde_json::to_string(&Scores {
+        kind: "scores",
+        origin,
+        version: game.version,
+        scores: game.robots.iter().map(|r| r.score).collect(),
+        applied: &game.applied,
+    })
+    .unwrap()
 }
 
 /// `{"type":"game_update","origin":NODE,"game":STORED}` around an already serialised game.
@@ -130,16 +165,20 @@ mod tests {
             PlayerName::parse("ann").unwrap(),
         );
         let published = update_message("n2", &game.stored_json());
-        match serde_json::from_str::<Published>(&published).unwrap() {
-            Published::GameUpdate { origin, game: g } => {
-                assert_eq!((origin.as_str(), *g), ("n2", game));
-            }
-            other => panic!("{other:?}"),
-        }
+        let p: Published = serde_json::from_str(&published).unwrap();
+        assert_eq!(
+            (p.kind, p.origin.as_str()),
+            (PublishedKind::GameUpdate, "n2")
+        );
+        assert_eq!(p.game.map(|g| *g), Some(game.clone()));
+        let p: Published = serde_json::from_str(&scores_message("n2", &game)).unwrap();
+        assert_eq!(
+            (p.kind, p.version, p.scores),
+            (PublishedKind::Scores, 1, vec![0])
+        );
+        assert_eq!(p.applied, Some(game.applied.clone()));
         let ended = terminated_message("n2", "g1");
-        assert!(matches!(
-            serde_json::from_str::<Published>(&ended).unwrap(),
-            Published::Terminated { .. }
-        ));
+        let p: Published = serde_json::from_str(&ended).unwrap();
+        assert_eq!(p.kind, PublishedKind::Terminated);
     }
 }

@@ -582,6 +582,26 @@ impl Player {
                     self.game = msg["game"].clone();
                 }
             }
+            // Scores only, as the browser applies them: in the lanes of the last full view.
+            Some("scores") => {
+                let newer = msg["version"].as_u64() > self.game["version"].as_u64();
+                let scores = msg["scores"].as_array().cloned().unwrap_or_default();
+                let lanes = self.game["robots"].as_array().map_or(0, Vec::len);
+                if newer && scores.len() == lanes {
+                    let mut game = self.game.clone();
+                    game["version"] = msg["version"].clone();
+                    for (robot, score) in game["robots"]
+                        .as_array_mut()
+                        .unwrap()
+                        .iter_mut()
+                        .zip(scores)
+                    {
+                        robot["score"] = score;
+                    }
+                    self.history.push(game.clone());
+                    self.game = game;
+                }
+            }
             Some("error") => self.errors.push(msg.clone()),
             Some("terminated") => self.terminated = true,
             _ => {}

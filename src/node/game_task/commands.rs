@@ -11,9 +11,9 @@ use crate::bus::{BusStatus, Save, SaveOutcome};
 use crate::game::{Admit, PlayerName, RuleError, Step};
 use crate::node::role::{self, Route};
 use crate::node::sessions::{Outbound, SessionId};
-use crate::node::wire::{update_message, Cmd, Command, InboxMsg};
+use crate::node::wire::{scores_message, update_message, Cmd, Command, InboxMsg};
 use crate::node::NodeError;
-use crate::protocol::{error_frame, update_frame, ClientMsg, ServerMsg};
+use crate::protocol::{error_frame, scores_frame, update_frame, ClientMsg, ServerMsg};
 
 impl GameTask {
     pub(super) fn connect(
@@ -196,6 +196,9 @@ impl GameTask {
                 joined
             }
         };
+        if !matches!(command.cmd, Cmd::ScorePoint) || game.state != crate::game::State::Playing {
+            self.layout_changed = true;
+        }
         if let Some(winner) = game.winner.as_deref().and_then(|w| game.robot(w)) {
             if matches!(command.cmd, Cmd::ScorePoint) && winner.score == game.winning_score {
                 log::info!("game {}: {} wins", self.id, winner.name);
@@ -261,12 +264,22 @@ impl GameTask {
             return;
         }
         let stored = game.stored_json();
+        let scores_only = !self.layout_changed && game.state == crate::game::State::Playing;
+        let (frame, publish) = if scores_only {
+            let frame = scores_frame(game.version, game.robots.iter().map(|r| r.score));
+            (frame, scores_message(&self.shared.node_id, game))
+        } else {
+            (
+                update_frame(game),
+                update_message(&self.shared.node_id, &stored),
+            )
+        };
         let save = Save {
             version: game.version,
-            publish: update_message(&self.shared.node_id, &stored),
+            publish,
             stored,
         };
-        let frame = update_frame(game);
+        self.layout_changed = false;
         let version = game.version;
         let own_seq = game.applied.last(&self.origin.instance);
         self.dirty = false;
@@ -291,9 +304,19 @@ impl GameTask {
         if let Some(game) = &self.game {
             self.origin.answer_joins(game);
             if game.version > self.shown {
-                let frame = update_frame(game);
+                let frame = self.frame_of(game);
+                self.layout_changed = false;
                 self.show(game.version, &frame);
             }
+        }
+    }
+
+    /// A `scores` frame when only scores changed during `playing`, else a full update.
+    pub(super) fn frame_of(&self, game: &crate::game::Game) -> ByteString {
+        if !self.layout_changed && game.state == crate::game::State::Playing {
+            scores_frame(game.version, game.robots.iter().map(|r| r.score))
+        } else {
+            update_frame(game)
         }
     }
 

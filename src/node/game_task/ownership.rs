@@ -118,6 +118,7 @@ impl GameTask {
             .then(|| Instant::now() + super::timers::COUNTDOWN_STEP);
         self.game = Some(game);
         self.dirty = true;
+        self.layout_changed = true;
         self.apply_waiting();
         // Taken while stopping (our players' last commands needed an owner): commit them,
         // then stop like any owner.
@@ -236,6 +237,7 @@ impl GameTask {
         self.origin.continue_after(&game);
         self.origin.acked_by(&game);
         let frame = crate::protocol::update_frame(&game);
+        self.layout_changed = false;
         let version = game.version;
         self.game = Some(game);
         self.show(version, &frame);
@@ -264,6 +266,51 @@ impl GameTask {
             // Not newer, but it still acknowledges our commands.
             self.origin.acked_by(&game);
         }
+        self.act(&actions);
+    }
+
+    /// Committed scores from the owner: applied to our copy when they follow it, else the
+    /// stored game is read again (an update was missed).
+    pub(super) fn relayed_scores(
+        &mut self,
+        origin: &str,
+        version: u64,
+        scores: Vec<u32>,
+        applied: crate::game::Applied,
+    ) {
+        if origin == self.shared.node_id || matches!(self.role, Role::Owner(_)) {
+            return;
+        }
+        self.shared
+            .metrics
+            .relayed_in
+            .fetch_add(1, Ordering::Relaxed);
+        let (role, actions) = role::on_relay(&self.role, origin, true);
+        self.set_role(role);
+        let Some(game) = self.game.as_mut() else {
+            return self.reload();
+        };
+        if version <= game.version {
+            return;
+        }
+        let follows = version == game.version + 1
+            && scores.len() == game.robots.len()
+            && game.state == State::Playing;
+        if !follows {
+            self.act(&actions);
+            return self.reload();
+        }
+        for (robot, score) in game.robots.iter_mut().zip(&scores) {
+            robot.score = *score;
+        }
+        game.version = version;
+        game.applied = applied;
+        self.missing_since = None;
+        let frame = crate::protocol::scores_frame(version, scores.into_iter());
+        if let Some(game) = &self.game {
+            self.origin.acked_by(game);
+        }
+        self.show(version, &frame);
         self.act(&actions);
     }
 

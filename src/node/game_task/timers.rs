@@ -107,8 +107,9 @@ impl GameTask {
                 self.dirty = true;
             }
             Step::Started => self.dirty = true,
-            Step::Ignored => {}
+            Step::Ignored => return,
         }
+        self.layout_changed = true;
     }
 
     /// Shutdown steps finish when their work is done or their deadline passes.
