@@ -40,6 +40,7 @@ pub enum GameMsg {
     Connect {
         session: SessionId,
         robot_id: String,
+        sink: Box<dyn super::FrameSink>,
         outbox: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
@@ -267,10 +268,11 @@ impl GameTask {
             GameMsg::Connect {
                 session,
                 robot_id,
+                sink,
                 outbox,
                 reply,
             } => {
-                let _ = reply.send(self.connect(session, robot_id, outbox));
+                let _ = reply.send(self.connect(session, robot_id, sink, outbox));
             }
             GameMsg::Disconnect(session) => self.sessions.remove(session),
             GameMsg::Client(session, msg) => self.client(session, msg),

@@ -277,6 +277,7 @@ impl Node {
         &self,
         game_id: &str,
         robot_id: &str,
+        sink: Box<dyn super::FrameSink>,
         outbox: mpsc::Sender<Outbound>,
     ) -> Result<(GameHandle, SessionId), NodeError> {
         let (handle, _) = self.hold(game_id).await?;
@@ -285,6 +286,7 @@ impl Node {
         let msg = GameMsg::Connect {
             session,
             robot_id: robot_id.to_owned(),
+            sink,
             outbox,
             reply,
         };

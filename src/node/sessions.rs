@@ -18,7 +18,7 @@ pub type SessionId = u64;
 /// Frames queued for one session before it counts as too slow and is dropped.
 pub const SESSION_QUEUE: usize = 256;
 
-/// What a game task sends a session.
+/// What a game task sends a session's task (frames go through its [`FrameSink`]).
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Frame(ByteString),
@@ -32,9 +32,37 @@ pub enum CloseWhy {
     GoingAway,
 }
 
+/// Where a session's frames go, without waiting: the WebSocket itself (the web layer
+/// implements this for its sessions, so a frame reaches the socket with no task in between),
+/// or a channel.
+pub trait FrameSink: Send + 'static {
+    fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError>;
+}
+
+/// Why a frame was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkError {
+    /// The client is not keeping up.
+    Full,
+    /// The session has ended.
+    Closed,
+}
+
+impl FrameSink for mpsc::Sender<Outbound> {
+    fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError> {
+        self.try_send(Outbound::Frame(frame)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SinkError::Full,
+            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+        })
+    }
+}
+
 struct Local {
     id: SessionId,
     robot_id: String,
+    /// Frames, straight to the socket.
+    sink: Box<dyn FrameSink>,
+    /// Instructions for the session's task (close); dropping it ends the session.
     outbox: mpsc::Sender<Outbound>,
 }
 
@@ -52,10 +80,17 @@ impl Sessions {
         }
     }
 
-    pub fn add(&mut self, id: SessionId, robot_id: String, outbox: mpsc::Sender<Outbound>) {
+    pub fn add(
+        &mut self,
+        id: SessionId,
+        robot_id: String,
+        sink: Box<dyn FrameSink>,
+        outbox: mpsc::Sender<Outbound>,
+    ) {
         self.list.push(Local {
             id,
             robot_id,
+            sink,
             outbox,
         });
     }
@@ -102,16 +137,16 @@ impl Sessions {
 
     /// Sends a frame to one session (an error, a welcome).
     pub fn send_to(&mut self, id: SessionId, frame: ByteString) {
-        if let Some(s) = self.list.iter().find(|s| s.id == id) {
-            let _ = s.outbox.try_send(Outbound::Frame(frame));
+        if let Some(s) = self.list.iter_mut().find(|s| s.id == id) {
+            let _ = s.sink.try_frame(frame);
         }
     }
 
     /// Asks every session to close (they stay listed until they disconnect).
     pub fn close_all(&mut self, why: CloseWhy, last_frame: Option<&ByteString>) {
-        for s in &self.list {
+        for s in &mut self.list {
             if let Some(frame) = last_frame {
-                let _ = s.outbox.try_send(Outbound::Frame(frame.clone()));
+                let _ = s.sink.try_frame(frame.clone());
             }
             let _ = s.outbox.try_send(Outbound::Close(why));
         }

@@ -44,7 +44,10 @@ struct Player {
 
 async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
     let (tx, rx) = mpsc::channel(1024);
-    let (game, session) = node.connect(game_id, robot_id, tx).await.unwrap();
+    let (game, session) = node
+        .connect(game_id, robot_id, Box::new(tx.clone()), tx)
+        .await
+        .unwrap();
     let mut p = Player {
         game,
         session,
@@ -411,7 +414,10 @@ async fn a_session_that_does_not_read_is_dropped_and_others_go_on() {
     // The race has started: a join is refused. A second socket of ann's that never reads.
     assert!(node.join(&id, name("cy")).await.is_err());
     let (tx, rx) = mpsc::channel(2);
-    let (game, _) = node.connect(&id, &ann_robot(&ann), tx).await.unwrap();
+    let (game, _) = node
+        .connect(&id, &ann_robot(&ann), Box::new(tx.clone()), tx)
+        .await
+        .unwrap();
     for _ in 0..5 {
         bob.send(ClientMsg::ScorePoint);
         bob.read(Duration::from_millis(20)).await;

@@ -16,14 +16,14 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{pages, proxy, ApiError, AppState};
 use crate::node::{
-    valid_game_id, CloseWhy, GameHandle, GameMsg, Node, NodeError, Outbound, SessionId,
-    SESSION_QUEUE,
+    valid_game_id, CloseWhy, FrameSink, GameHandle, GameMsg, Node, NodeError, Outbound, SessionId,
+    SinkError, SESSION_QUEUE,
 };
 use crate::protocol::{error_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
 
@@ -70,7 +70,8 @@ pub(super) async fn upgrade(
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let (tx, rx) = mpsc::channel::<Outbound>(SESSION_QUEUE);
-    let (game, id) = state.node.connect(&game_id, &robot_id, tx).await?;
+    let sink = Box::new(WsSink(session.clone()));
+    let (game, id) = state.node.connect(&game_id, &robot_id, sink, tx).await?;
     log::info!(
         "game {game_id}: robot {robot_id} connected from {} (session {id})",
         proxy::client_addr(&req, &state)
@@ -81,6 +82,20 @@ pub(super) async fn upgrade(
         .max_continuation_size(MAX_WIRE_FRAME);
     actix_web::rt::spawn(run(state.node.clone(), game, id, session, stream, rx));
     Ok(response)
+}
+
+/// Frames from the game task go straight into the socket's queue (actix-ws's, a few dozen
+/// frames), without waking this session's task. A full queue means the client stopped reading.
+struct WsSink(Session);
+
+impl FrameSink for WsSink {
+    fn try_frame(&mut self, frame: bytestring::ByteString) -> Result<(), SinkError> {
+        match self.0.text(frame).now_or_never() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(SinkError::Closed),
+            None => Err(SinkError::Full),
+        }
+    }
 }
 
 /// A token bucket: `PRESSES_PER_SECOND` tokens a second, holding at most that many.

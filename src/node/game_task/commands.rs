@@ -20,6 +20,7 @@ impl GameTask {
         &mut self,
         session: SessionId,
         robot_id: String,
+        mut sink: Box<dyn crate::node::FrameSink>,
         outbox: mpsc::Sender<Outbound>,
     ) -> Result<(), NodeError> {
         if self.stopping.is_some() || self.draining.is_some() {
@@ -33,11 +34,10 @@ impl GameTask {
             game: game.view(),
         }
         .to_frame();
-        outbox
-            .try_send(Outbound::Frame(welcome))
+        sink.try_frame(welcome)
             .map_err(|_| NodeError::Unavailable)?;
         self.shown = self.shown.max(game.version);
-        self.sessions.add(session, robot_id, outbox);
+        self.sessions.add(session, robot_id, sink, outbox);
         Ok(())
     }
 
