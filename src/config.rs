@@ -69,6 +69,15 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Threads serving HTTP and WebSockets (0: one per core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// Threads running game tasks and the Redis bus (0: one per core). Several servers on one
+    /// small machine do better with fewer of each.
+    #[arg(long, env = "GAME_THREADS", default_value_t = 0)]
+    pub game_threads: usize,
+
     /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
     /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
     #[arg(long, env = "TRUST_PROXY")]
@@ -114,6 +123,15 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    /// `n`, or the number of cores when 0.
+    pub fn threads(n: usize) -> usize {
+        if n > 0 {
+            n
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
     }
 
     pub fn owner_lease(&self) -> Duration {

@@ -120,6 +120,7 @@ impl Application {
                 .configure(web::configure)
         })
         .on_connect(web::limit_send_buffer)
+        .workers(Config::threads(config.http_workers))
         .keep_alive(web::KEEP_ALIVE)
         // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
         // algorithm with delayed ACKs held them ~40 ms: p90 press latency 43 ms → see README).

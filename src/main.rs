@@ -12,6 +12,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::from_args();
     let games = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(Config::threads(config.game_threads))
         .thread_name("game")
         .enable_all()
         .build()
