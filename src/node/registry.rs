@@ -321,37 +321,37 @@ impl Node {
         self.shared.games.stopping.store(true, Ordering::Relaxed);
         let games = self.shared.games.all();
         let bound = self.shared.timing.drain + Duration::from_millis(500);
-        let drained = games.iter().map(|h| {
-            let (reply, rx) = oneshot::channel();
-            let tx = h.tx.clone();
-            async move {
-                if tx.send(GameMsg::Drain(reply)).await.is_ok() {
-                    let _ = rx.await;
-                }
-            }
-        });
-        let _ = tokio::time::timeout(bound, futures_util::future::join_all(drained)).await;
+        ask_all(&games, bound, GameMsg::Drain).await;
         // Owned until now: released below (the script releases only what is still ours).
         let owned: Vec<String> = games
             .iter()
             .filter(|h| h.info.owned.load(Ordering::Relaxed))
             .map(|h| h.info.id.clone())
             .collect();
-        let stopped = games.iter().map(|h| {
-            let (reply, rx) = oneshot::channel();
-            let tx = h.tx.clone();
-            async move {
-                if tx.send(GameMsg::Stop(reply)).await.is_ok() {
-                    let _ = rx.await;
-                }
-            }
-        });
-        let _ = tokio::time::timeout(bound, futures_util::future::join_all(stopped)).await;
+        ask_all(&games, bound, GameMsg::Stop).await;
         self.shared.games.released.store(true, Ordering::Relaxed);
         if self.shared.bus.replicated() {
             self.shared.bus.release(owned).await;
         }
     }
+}
+
+/// Sends every game a request and waits (bounded) for all the answers.
+async fn ask_all<T>(
+    games: &[GameHandle],
+    bound: Duration,
+    request: impl Fn(oneshot::Sender<T>) -> GameMsg,
+) {
+    let asked = games.iter().map(|h| {
+        let (reply, rx) = oneshot::channel();
+        let (tx, msg) = (h.tx.clone(), request(reply));
+        async move {
+            if tx.send(msg).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    });
+    let _ = tokio::time::timeout(bound, futures_util::future::join_all(asked)).await;
 }
 
 fn new_robot_id() -> String {
