@@ -7,6 +7,7 @@
 //! owned game's lease in one batch, and checks that the owners of the games our players are
 //! in are alive.
 
+mod events;
 mod game_task;
 mod origin;
 mod registry;

@@ -1,0 +1,255 @@
+//! The rules' unit and property tests.
+
+use super::*;
+use proptest::prelude::*;
+
+fn name(s: &str) -> PlayerName {
+    PlayerName::parse(s).unwrap()
+}
+
+fn game_with(players: usize, config: GameConfig) -> Game {
+    let mut game = Game::new("g".into(), config, "r0".into(), name("ann"));
+    for i in 1..players {
+        game.join(format!("r{i}"), name(&format!("p{i}"))).unwrap();
+    }
+    game
+}
+
+fn playing(players: usize, winning_score: u32) -> Game {
+    let mut game = game_with(
+        players,
+        GameConfig {
+            winning_score,
+            countdown: 0,
+        },
+    );
+    assert_eq!(game.start_countdown("r0"), Ok(Step::Started));
+    game
+}
+
+#[test]
+fn names_are_trimmed_and_bounded() {
+    assert_eq!(name("  ann  ").as_str(), "ann");
+    assert_eq!(name("ÅÅÅÅÅÅÅÅÅÅ").as_str().chars().count(), 10);
+    assert_eq!(name("<b>x</b>").as_str(), "<b>x</b>");
+    for bad in ["", "   ", "elevenchars", "a\u{0}b", "a\nb", "tab\there"] {
+        assert_eq!(
+            PlayerName::parse(bad),
+            Err(RuleError::InvalidName),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn config_defaults_and_bounds() {
+    assert_eq!(GameConfig::parse(None, None), Ok(GameConfig::default()));
+    assert_eq!(
+        GameConfig::parse(Some(5), Some(0)),
+        Ok(GameConfig {
+            winning_score: 5,
+            countdown: 0
+        })
+    );
+    for (w, c) in [
+        (Some(4), None),
+        (Some(1001), None),
+        (None, Some(11)),
+        (None, Some(-1)),
+    ] {
+        assert_eq!(GameConfig::parse(w, c), Err(RuleError::InvalidConfig));
+    }
+}
+
+#[test]
+fn joins_only_in_setup_and_up_to_ten() {
+    let mut game = game_with(10, GameConfig::default());
+    assert_eq!(game.join("x".into(), name("x")), Err(RuleError::GameFull));
+    let mut game2 = game_with(2, GameConfig::default());
+    game2.start_countdown("r0").unwrap();
+    assert_eq!(
+        game2.join("x".into(), name("x")),
+        Err(RuleError::GameInProgress)
+    );
+    // A retried join of a robot already in is a no-op, not a second lane.
+    let version = game.version;
+    assert_eq!(game.join("r3".into(), name("p3")), Ok(()));
+    assert_eq!((game.robots.len(), game.version), (10, version));
+}
+
+#[test]
+fn only_the_admin_starts_and_needs_two_players() {
+    let mut solo = game_with(1, GameConfig::default());
+    assert_eq!(solo.start_countdown("r0"), Err(RuleError::NotEnoughPlayers));
+    let mut game = game_with(2, GameConfig::default());
+    assert_eq!(game.start_countdown("r1"), Err(RuleError::PermissionDenied));
+    assert_eq!(game.start_countdown("nobody"), Err(RuleError::UnknownRobot));
+    assert_eq!(game.state, State::Setup);
+    assert_eq!(game.start_countdown("r0"), Ok(Step::Counting));
+    assert_eq!(game.start_countdown("r0"), Err(RuleError::InvalidState));
+}
+
+#[test]
+fn countdown_runs_3_2_1_go() {
+    let mut game = game_with(2, GameConfig::default());
+    game.start_countdown("r0").unwrap();
+    let mut seen = vec![(game.state, game.countdown)];
+    while game.state == State::CountingDown {
+        game.countdown_step();
+        seen.push((game.state, game.countdown));
+    }
+    assert_eq!(
+        seen,
+        [
+            (State::CountingDown, 3),
+            (State::CountingDown, 2),
+            (State::CountingDown, 1),
+            (State::Playing, 0)
+        ]
+    );
+    assert_eq!(game.countdown_step(), Step::Ignored);
+}
+
+#[test]
+fn presses_outside_playing_change_nothing() {
+    let mut game = game_with(2, GameConfig::default());
+    let before = game.clone();
+    assert!(!game.score_point("r0"));
+    game.start_countdown("r0").unwrap();
+    let counting = game.clone();
+    assert!(!game.score_point("r1"));
+    assert_eq!(game, counting);
+    assert_ne!(game, before);
+}
+
+#[test]
+fn first_to_winning_score_wins_and_play_again_banks_it() {
+    let mut game = playing(3, 5);
+    for _ in 0..4 {
+        game.score_point("r1");
+        game.score_point("r2");
+    }
+    assert!(game.score_point("r2"));
+    assert_eq!(game.state, State::Finished);
+    assert_eq!(game.winner.as_deref(), Some("r2"));
+    assert!(!game.score_point("r1"));
+    assert_eq!(game.leaderboard()[0].robot_id, "r2");
+    assert_eq!(game.leaderboard()[0].wins, 1);
+    assert_eq!(game.play_again("r1"), Err(RuleError::PermissionDenied));
+    game.play_again("r0").unwrap();
+    assert_eq!(game.state, State::Setup);
+    assert!(game.robots.iter().all(|r| r.score == 0));
+    assert_eq!(game.winner, None);
+    assert_eq!(game.leaderboard()[0].wins, 1);
+    assert_eq!(game.play_again("r0"), Err(RuleError::InvalidState));
+}
+
+#[test]
+fn stored_json_round_trips_and_shows_the_view() {
+    let mut game = playing(2, 5);
+    game.score_point("r1");
+    let json = game.stored_json();
+    let back: Game = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, game);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["state"], "playing");
+    assert_eq!(value["leaderboard"][0]["wins"], 0);
+    assert_eq!(value["robots"][1]["score"], 1);
+}
+
+#[test]
+fn numbered_commands_apply_once_and_in_order() {
+    let mut applied = Applied::default();
+    assert_eq!(applied.admit("a", 1), Admit::Apply);
+    assert_eq!(applied.admit("a", 1), Admit::Repeat);
+    assert_eq!(applied.admit("a", 3), Admit::OutOfOrder);
+    assert_eq!(applied.admit("a", 2), Admit::Apply);
+    assert_eq!(applied.admit("a", 3), Admit::Apply);
+    // A new origin starts wherever it is (its earlier commands went to no owner).
+    assert_eq!(applied.admit("b", 7), Admit::Apply);
+    assert_eq!((applied.last("a"), applied.last("b")), (Some(3), Some(7)));
+    for i in 0..MAX_ORIGINS {
+        applied.admit(&format!("o{i}"), 1);
+    }
+    assert_eq!(
+        applied.last("a"),
+        None,
+        "the least recent origin is forgotten"
+    );
+    assert_eq!(applied.last("o0"), Some(1));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join(u8),
+    Start(u8),
+    Step,
+    Press(u8),
+    PlayAgain(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..12).prop_map(Op::Join),
+        (0u8..12).prop_map(Op::Start),
+        Just(Op::Step),
+        (0u8..12).prop_map(Op::Press),
+        (0u8..12).prop_map(Op::Press),
+        (0u8..12).prop_map(Op::Press),
+        (0u8..12).prop_map(Op::PlayAgain),
+    ]
+}
+
+proptest! {
+    /// Whatever players do, in any order: scores never pass the winning score, a finished
+    /// round has exactly one winner at the winning score, versions only rise, joins happen
+    /// only in setup, and the win tally equals the rounds played.
+    #[test]
+    fn invariants_hold_under_any_sequence(
+        ops in proptest::collection::vec(op(), 0..400),
+        winning_score in 5u32..8,
+    ) {
+        let mut game = Game::new(
+            "g".into(),
+            GameConfig { winning_score, countdown: 2 },
+            "r0".into(),
+            name("ann"),
+        );
+        let mut rounds_won = 0u32;
+        for op in ops {
+            let before = game.clone();
+            match op {
+                Op::Join(i) => {
+                    let joined = game.join(format!("r{i}"), name("x")).is_ok()
+                        && game.robots.len() > before.robots.len();
+                    prop_assert!(!joined || before.state == State::Setup);
+                }
+                Op::Start(i) => { let _ = game.start_countdown(&format!("r{i}")); }
+                Op::Step => { game.countdown_step(); }
+                Op::Press(i) => {
+                    if game.score_point(&format!("r{i}")) && game.state == State::Finished {
+                        rounds_won += 1;
+                    }
+                }
+                Op::PlayAgain(i) => { let _ = game.play_again(&format!("r{i}")); }
+            }
+            prop_assert!(game.version >= before.version);
+            prop_assert!(game.version <= before.version + 1);
+            prop_assert_eq!(game.version == before.version, game == before);
+            prop_assert!(game.robots.len() <= MAX_PLAYERS);
+            prop_assert!(game.robots.iter().all(|r| r.score <= winning_score));
+            prop_assert_eq!(game.robots.iter().filter(|r| r.admin).count(), 1);
+            let at_top = game.robots.iter().filter(|r| r.score == winning_score).count();
+            if game.state == State::Finished {
+                prop_assert_eq!(at_top, 1);
+                let winner = game.winner.as_deref().and_then(|w| game.robot(w));
+                prop_assert_eq!(winner.map(|r| r.score), Some(winning_score));
+            } else {
+                prop_assert_eq!(at_top, 0);
+                prop_assert!(game.winner.is_none());
+            }
+            let tally: u32 = game.leaderboard().iter().map(|e| e.wins).sum();
+            prop_assert_eq!(tally, rounds_won);
+        }
+    }
+}
