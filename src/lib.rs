@@ -111,10 +111,11 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(
                     // The client's address: from a trusted proxy's headers, else the peer.
-                    Logger::new(r#"%{client}xi "%r" %s %b %Dms"#)
+                    Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
                         .custom_request_replace("client", move |req| {
                             web::proxy::client_addr(req.request(), &log_state)
-                        }),
+                        })
+                        .custom_request_replace("request", web::proxy::logged_request),
                 )
                 .wrap(security_headers())
                 .configure(web::configure)

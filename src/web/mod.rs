@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use actix_web::error::{JsonPayloadError, UrlencodedError};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse, Resource, ResponseError};
 
 use crate::game::RuleError;
 use crate::node::{Node, NodeError};
@@ -56,6 +56,19 @@ pub struct AppState {
     pub trust_proxy: bool,
 }
 
+/// A route whose other methods get `405 Method Not Allowed` with `Allow: <allow>`.
+fn page(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let body = serde_json::json!({
+            "error": "method_not_allowed",
+            "message": format!("Use {allow}"),
+        });
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .json(body)
+    }))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -67,23 +80,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .limit(MAX_BODY)
             .error_handler(|err, _req| form_error(err).into()),
     )
-    .route("/", web::get().to(pages::lobby))
-    .route("/", web::post().to(pages::create_game_form))
-    .route("/join/{id}", web::get().to(pages::join_page))
-    .route("/join/{id}", web::post().to(pages::join_game_form))
-    .route("/game/{id}", web::get().to(pages::game_page))
-    .route("/ws/{id}", web::get().to(ws::upgrade))
-    .route("/_stats", web::get().to(ops::stats))
-    .route("/health", web::get().to(ops::health))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/api/games", web::post().to(api::create))
-    .route("/api/games/{id}", web::get().to(api::game))
-    .route("/api/games/{id}/players", web::post().to(api::join))
-    .route(
-        "/static/{path:.*}",
-        web::get().to(crate::static_files::serve),
+    .service(
+        page("/", "GET, HEAD, POST")
+            .get(pages::lobby)
+            .head(pages::lobby)
+            .post(pages::create_game_form),
     )
-    .route("/favicon.ico", web::get().to(crate::static_files::favicon))
+    .service(
+        page("/join/{id}", "GET, HEAD, POST")
+            .get(pages::join_page)
+            .head(pages::join_page)
+            .post(pages::join_game_form),
+    )
+    .service(
+        page("/game/{id}", "GET, HEAD")
+            .get(pages::game_page)
+            .head(pages::game_page),
+    )
+    .service(page("/ws/{id}", "GET").get(ws::upgrade))
+    .service(
+        page("/_stats", "GET, HEAD")
+            .get(ops::stats)
+            .head(ops::stats),
+    )
+    .service(
+        page("/health", "GET, HEAD")
+            .get(ops::health)
+            .head(ops::health),
+    )
+    .service(
+        page("/metrics", "GET, HEAD")
+            .get(ops::metrics)
+            .head(ops::metrics),
+    )
+    .service(page("/api/games", "POST").post(api::create))
+    .service(
+        page("/api/games/{id}", "GET, HEAD")
+            .get(api::game)
+            .head(api::game),
+    )
+    .service(page("/api/games/{id}/players", "POST").post(api::join))
+    .service(
+        page("/static/{path:.*}", "GET, HEAD")
+            .get(crate::static_files::serve)
+            .head(crate::static_files::serve),
+    )
+    .service(
+        page("/favicon.ico", "GET, HEAD")
+            .get(crate::static_files::favicon)
+            .head(crate::static_files::favicon),
+    )
     .default_service(web::to(pages::not_found));
 }
 

@@ -67,6 +67,17 @@ fn not_found_page(message: &str) -> HttpResponse {
     )
 }
 
+/// A form sent from another site (a forged request): refused, nothing changed.
+fn cross_site_page() -> HttpResponse {
+    html(
+        StatusCode::FORBIDDEN,
+        &NotFoundPage {
+            message: "Forms from other sites are not accepted. Open Robot Race itself to play."
+                .into(),
+        },
+    )
+}
+
 fn unavailable_page() -> HttpResponse {
     html(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -97,6 +108,9 @@ pub(super) async fn create_game_form(
     state: web::Data<AppState>,
     form: web::Form<NameForm>,
 ) -> HttpResponse {
+    if !proxy::same_site_form(&req, &state) {
+        return cross_site_page();
+    }
     let rerender = |status, error: String| {
         html(
             status,
@@ -173,6 +187,9 @@ pub(super) async fn join_game_form(
     path: web::Path<String>,
     form: web::Form<NameForm>,
 ) -> HttpResponse {
+    if !proxy::same_site_form(&req, &state) {
+        return cross_site_page();
+    }
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return not_found_page("There is no game at this link.");

@@ -36,6 +36,45 @@ pub(super) fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
     hosts.iter().any(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
+/// A form POST from this site (not a cross-site request forgery): the browser's
+/// `Sec-Fetch-Site` is not `cross-site`, and its `Origin`, when sent, is this site. A client
+/// that sends neither is not a browser on another site.
+pub(super) fn same_site_form(req: &HttpRequest, state: &AppState) -> bool {
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
+        return false;
+    }
+    origin_allowed(req, state)
+}
+
+/// The request line for the access log, with any player token replaced by `…` (a token in
+/// a log file is a working credential).
+pub fn logged_request(req: &actix_web::dev::ServiceRequest) -> String {
+    format!(
+        "{} {} {:?}",
+        req.method(),
+        redact_tokens(&req.uri().to_string()),
+        req.version()
+    )
+}
+
+fn redact_tokens(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=…"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
 fn peer_trusted(req: &HttpRequest, state: &AppState) -> bool {
     state.trust_proxy
         || req
@@ -85,5 +124,23 @@ pub(super) fn base_url(req: &HttpRequest, state: &AppState) -> String {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
         format!("http://{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_tokens;
+
+    #[test]
+    fn tokens_never_reach_the_log() {
+        assert_eq!(
+            redact_tokens("/ws/AbC12345?token=r1.abcdef0123"),
+            "/ws/AbC12345?token=…"
+        );
+        assert_eq!(
+            redact_tokens("/game/x?a=1&TOKEN=secret&b=2"),
+            "/game/x?a=1&TOKEN=…&b=2"
+        );
+        assert_eq!(redact_tokens("/join/x"), "/join/x");
     }
 }

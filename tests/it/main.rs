@@ -6,5 +6,6 @@ mod browser;
 mod cluster;
 mod deploy;
 mod faults;
+mod hardening;
 mod helpers;
 mod single;
