@@ -69,6 +69,10 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Games one client address may create per minute (0: no limit).
+    #[arg(long, env = "CREATE_LIMIT", default_value_t = 30)]
+    pub create_limit: u32,
+
     /// Threads serving HTTP and WebSockets (0: one per core).
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

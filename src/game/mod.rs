@@ -30,10 +30,21 @@ pub const MAX_NAME_CHARS: usize = 10;
 pub struct PlayerName(String);
 
 impl PlayerName {
+    /// 1–10 characters as a person counts them (grapheme clusters: an emoji with its skin
+    /// tone is one), after trimming; no control characters, no bidi overrides or isolates
+    /// (U+202E makes "evil" after it display as "live"), no invisible zero-width characters.
     pub fn parse(raw: &str) -> Result<Self, RuleError> {
+        use unicode_segmentation::UnicodeSegmentation;
         let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        let count = name.graphemes(true).count();
+        let invisible = name
+            .graphemes(true)
+            .any(|g| g.chars().all(|c| c == '\u{200D}' || hidden(c)));
+        if count == 0
+            || count > MAX_NAME_CHARS
+            || name.chars().any(|c| c.is_control() || hidden(c))
+            || invisible
+        {
             return Err(RuleError::InvalidName);
         }
         Ok(PlayerName(name.to_owned()))
@@ -42,6 +53,22 @@ impl PlayerName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Bidi controls and zero-width characters (the zero-width joiner is allowed inside an emoji
+/// sequence, never on its own).
+fn hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200C}'
+            | '\u{200E}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// What a creator may choose for a game.
@@ -81,7 +108,7 @@ impl GameConfig {
 /// Why a rule refused a command. Each has a stable wire code (PROTOCOL.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
-    #[error("Name must be 1 to 10 characters, without control characters")]
+    #[error("Name must be 1 to 10 characters, without invisible or control characters")]
     InvalidName,
     #[error("Winning score must be 5-1000 and countdown 0-10")]
     InvalidConfig,

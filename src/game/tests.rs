@@ -28,6 +28,28 @@ fn playing(players: usize, winning_score: u32) -> Game {
 }
 
 #[test]
+fn names_count_as_people_count_and_refuse_hidden_characters() {
+    // Eight emoji (one with a skin tone, one a family joined by zero-width joiners) are 8.
+    assert!(PlayerName::parse("😀👍🏽👨‍👩‍👧🎉🚀🔥✨🤖").is_ok());
+    assert!(PlayerName::parse("😀😀😀😀😀😀😀😀😀😀😀").is_err());
+    assert!(PlayerName::parse("é\u{301}é\u{301}é\u{301}é\u{301}é\u{301}").is_ok());
+    for bad in [
+        "\u{202E}evil",
+        "a\u{2066}b\u{2069}",
+        "zero\u{200B}width",
+        "\u{200D}",
+        "x\u{FEFF}",
+        "\u{200E}ann",
+    ] {
+        assert_eq!(
+            PlayerName::parse(bad),
+            Err(RuleError::InvalidName),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn names_are_trimmed_and_bounded() {
     assert_eq!(name("  ann  ").as_str(), "ann");
     assert_eq!(name("ÅÅÅÅÅÅÅÅÅÅ").as_str().chars().count(), 10);

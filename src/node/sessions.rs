@@ -30,7 +30,12 @@ pub enum Outbound {
 pub enum CloseWhy {
     Terminated,
     GoingAway,
+    /// The robot opened more sockets on this server than a player has tabs.
+    Replaced,
 }
+
+/// Sockets one robot may have open on one server (tabs); another closes the oldest.
+pub const MAX_SOCKETS_PER_ROBOT: usize = 4;
 
 /// Where a session's frames go, without waiting: the WebSocket itself (the web layer
 /// implements this for its sessions, so a frame reaches the socket with no task in between),
@@ -97,6 +102,22 @@ impl Sessions {
 
     pub fn remove(&mut self, id: SessionId) {
         self.list.retain(|s| s.id != id);
+    }
+
+    /// Makes room for one more socket of `robot_id`: closes its oldest beyond the cap.
+    pub fn make_room_for(&mut self, robot_id: &str) {
+        let mine = self.list.iter().filter(|s| s.robot_id == robot_id).count();
+        if mine < MAX_SOCKETS_PER_ROBOT {
+            return;
+        }
+        if let Some(i) = self.list.iter().position(|s| s.robot_id == robot_id) {
+            let oldest = self.list.remove(i);
+            log::info!(
+                "session {}: closed, robot {robot_id} opened more than {MAX_SOCKETS_PER_ROBOT} sockets",
+                oldest.id
+            );
+            let _ = oldest.outbox.try_send(Outbound::Close(CloseWhy::Replaced));
+        }
     }
 
     pub fn robot_of(&self, id: SessionId) -> Option<&str> {

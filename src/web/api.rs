@@ -31,6 +31,9 @@ pub(super) async fn create(
     let body = body.into_inner();
     let name = PlayerName::parse(&body.name)?;
     let config = GameConfig::parse(body.winning_score, body.countdown)?;
+    if !state.create_quota.allow(&proxy::client_addr(&req, &state)) {
+        return Err(ApiError::create_limited());
+    }
     let created = state.node.create(name, config).await?;
     let token = state.tokens.issue(&created.game_id, &created.robot_id);
     Ok(HttpResponse::Created().json(CreateResponse {

@@ -16,6 +16,7 @@ mod api;
 mod ops;
 mod pages;
 pub mod proxy;
+pub mod quota;
 mod ws;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     /// Trust X-Forwarded-* from any peer (else only from loopback).
     pub trust_proxy: bool,
+    /// Games a client address may create per minute.
+    pub create_quota: quota::CreateQuota,
 }
 
 /// A route whose other methods get `405 Method Not Allowed` with `Allow: <allow>`.
@@ -189,6 +192,21 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable | NodeError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl ApiError {
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `429 rate_limited`: too many games created from one address.
+    pub(crate) fn create_limited() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many games created from your address: try again in a minute",
+        )
     }
 }
 

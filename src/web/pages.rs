@@ -124,6 +124,12 @@ pub(super) async fn create_game_form(
         Ok(name) => name,
         Err(e) => return rerender(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
+    if !state.create_quota.allow(&proxy::client_addr(&req, &state)) {
+        return rerender(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiError::create_limited().message().to_owned(),
+        );
+    }
     match state.node.create(name, GameConfig::default()).await {
         Ok(created) => {
             let token = state.tokens.issue(&created.game_id, &created.robot_id);

@@ -226,6 +226,9 @@ async fn run(
                 Some(Outbound::Close(CloseWhy::Terminated)) => {
                     break Some(reason(CloseCode::Normal, "game ended"));
                 }
+                Some(Outbound::Close(CloseWhy::Replaced)) => {
+                    break Some(reason(CloseCode::Policy, "opened in too many tabs"));
+                }
                 Some(Outbound::Close(CloseWhy::GoingAway)) => {
                     if leaving.is_none() {
                         leaving = Some(Instant::now() + CLOSE_WAIT);

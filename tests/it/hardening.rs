@@ -135,3 +135,78 @@ async fn head_works_and_wrong_methods_get_405_with_allow() {
     let res = http().get(server.url("/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// Game creation is limited per client address: the API answers 429 `rate_limited`, the form
+/// a readable page; other addresses are not affected.
+#[actix_rt::test]
+async fn game_creation_is_rate_limited_per_address() {
+    let server = Server::start(&["-create-limit", "3"]);
+    let api = server.api();
+    for i in 0..3 {
+        api.create(&format!("p{i}"), 5, 0).await;
+    }
+    let (status, body) = api
+        .post_json("/api/games", serde_json::json!({"name": "p3"}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let mut page = http()
+        .post(server.url("/"))
+        .send_form(&[("name", "form")])
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("Too many games"), "{html}");
+    // Another address (a trusted proxy's X-Real-IP) has its own quota.
+    let other = http()
+        .post(server.url("/api/games"))
+        .insert_header(("X-Real-IP", "192.0.2.7"))
+        .send_json(&serde_json::json!({"name": "other"}))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 201);
+}
+
+/// Names: bidi overrides and zero-width characters refused; length counted in graphemes.
+#[actix_rt::test]
+async fn names_refuse_hidden_characters_and_count_graphemes() {
+    let server = Server::start(&[]);
+    let api = server.api();
+    for bad in ["\u{202E}evil", "zero\u{200B}width", "\u{2066}x\u{2069}"] {
+        let (status, body) = api
+            .post_json("/api/games", serde_json::json!({"name": bad}))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("invalid_name")),
+            "{bad:?}"
+        );
+    }
+    // Ten emoji, one with a skin tone (two code points): ten as a person counts.
+    let ten = "😀👍🏽🎉🚀🔥✨🤖🎈🌟🍕";
+    let game = api.create(ten, 5, 0).await;
+    assert_eq!(api.game(&game.game_id).await["robots"][0]["name"], ten);
+}
+
+/// One robot may have a few tabs open on a server; another closes its oldest with 1008.
+#[actix_rt::test]
+async fn a_robot_has_at_most_four_sockets_on_a_server() {
+    let server = Server::start(&[]);
+    let ann = server.api().create("ann", 5, 0).await;
+    let mut tabs = Vec::new();
+    for _ in 0..5 {
+        tabs.push(connect(&server, &ann).await);
+    }
+    let closed = tabs[0].wait_close(SECS(10)).await;
+    assert_eq!(closed.map(|r| r.code), Some(awc::ws::CloseCode::Policy));
+    // The four newest stay open and keep getting updates.
+    let bob = server.api().join(&ann.game_id, "bob").await;
+    for tab in tabs.iter_mut().skip(1) {
+        tab.wait_game(SECS(10), |g| g["robots"].as_array().unwrap().len() == 2)
+            .await;
+    }
+    let _ = bob;
+}

@@ -37,6 +37,7 @@ impl GameTask {
         sink.try_frame(welcome)
             .map_err(|_| NodeError::Unavailable)?;
         self.shown = self.shown.max(game.version);
+        self.sessions.make_room_for(&robot_id);
         self.sessions.add(session, robot_id, sink, outbox);
         Ok(())
     }
