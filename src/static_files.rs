@@ -27,6 +27,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/race.js"),
     ),
     (
+        "name.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/name.js"),
+    ),
+    (
         "lobby.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../static/lobby.js"),

@@ -40,6 +40,9 @@ struct GamePage {
 #[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFoundPage {
+    /// The status, shown large (404, 403, 503).
+    code: u16,
+    title: &'static str,
     message: String,
 }
 
@@ -62,6 +65,8 @@ fn not_found_page(message: &str) -> HttpResponse {
     html(
         StatusCode::NOT_FOUND,
         &NotFoundPage {
+            code: 404,
+            title: "Not found",
             message: message.to_owned(),
         },
     )
@@ -72,6 +77,8 @@ fn cross_site_page() -> HttpResponse {
     html(
         StatusCode::FORBIDDEN,
         &NotFoundPage {
+            code: 403,
+            title: "Refused",
             message: "Forms from other sites are not accepted. Open Robot Race itself to play."
                 .into(),
         },
@@ -82,6 +89,8 @@ fn unavailable_page() -> HttpResponse {
     html(
         StatusCode::SERVICE_UNAVAILABLE,
         &NotFoundPage {
+            code: 503,
+            title: "Busy",
             message: "The game server is busy or restarting. Try again in a moment.".into(),
         },
     )

@@ -1106,7 +1106,7 @@ async fn browser_phone_taps() {
 async fn submit_name(b: &Browser, button: &str, name: &str) {
     b.js(
         "var f = document.getElementById('name'); f.removeAttribute('required'); \
-         f.removeAttribute('maxlength'); return true;",
+         f.removeAttribute('maxlength'); f.form.noValidate = true; return true;",
         vec![],
     )
     .await;
@@ -1207,5 +1207,60 @@ async fn browser_bad_input_messages() {
         "join-empty-name",
     )
     .await;
+    b.close().await;
+}
+
+/// A page on another site that auto-submits a join form to ours (cross-site request forgery):
+/// real Chromium sends it with its own `Origin`, and the server refuses it; nobody joined.
+#[actix_rt::test]
+async fn browser_cross_site_form_is_refused() {
+    require_browser();
+    let server = Server::start(&[]);
+    let game = server.api().create("ann", 25, 3).await;
+    let b = Browser::desktop("csrf", "eve").await;
+    let target = server.url(&format!("/join/{}", game.game_id));
+    let attack = format!(
+        "data:text/html,<form method=post action=\"{target}\"><input name=name value=pwned>\
+         </form><script>document.forms[0].submit()</script>"
+    );
+    b.goto(&attack).await;
+    let snap = b
+        .wait("the refusal page", SECS(10), |s| {
+            s["body"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Forms from other sites are not accepted")
+        })
+        .await;
+    assert_readable(&snap, "csrf refused");
+    assert!(snap["body"].as_str().unwrap().contains("403"), "{snap:#}");
+    b.screenshot("csrf-refused").await;
+    let now = server.api().game(&game.game_id).await;
+    assert_eq!(
+        now["robots"].as_array().unwrap().len(),
+        1,
+        "a forged join got in: {now}"
+    );
+
+    // The name field counts as the server does: eight emoji (one with a skin tone, one a
+    // family of joined emoji) are eight, and fit; eleven do not.
+    b.goto(&server.url("/")).await;
+    b.wait_page("/", "#start-game").await;
+    let valid = |name: &str| {
+        format!(
+            "var f = document.getElementById('name'); f.value = {name:?}; \
+             f.dispatchEvent(new Event('input')); return [f.value, f.validity.valid];"
+        )
+    };
+    let eight = "😀👍🏽👨‍👩‍👧🎉🚀🔥✨🤖";
+    let got = b.js(&valid(eight), vec![]).await;
+    assert_eq!(
+        got,
+        json!([eight, true]),
+        "eight emoji should fit the field"
+    );
+    let eleven = "😀😀😀😀😀😀😀😀😀😀😀";
+    let got = b.js(&valid(eleven), vec![]).await;
+    assert_eq!(got[1], false, "eleven emoji should not: {got}");
     b.close().await;
 }
