@@ -231,21 +231,14 @@ impl Node {
     pub async fn join(&self, game_id: &str, name: PlayerName) -> Result<String, NodeError> {
         let (handle, _) = self.hold(game_id).await?;
         let robot_id = new_robot_id();
-        let (reply, rx) = oneshot::channel();
-        let msg = GameMsg::Join {
-            robot_id: robot_id.clone(),
+        let id = robot_id.clone();
+        let joined = ask(&handle, JOIN_TIMEOUT, |reply| GameMsg::Join {
+            robot_id: id,
             name,
             reply,
-        };
-        handle
-            .tx
-            .send(msg)
-            .await
-            .map_err(|_| NodeError::Unavailable)?;
-        match tokio::time::timeout(JOIN_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result.map(|()| robot_id),
-            _ => Err(NodeError::Unavailable),
-        }
+        })
+        .await?;
+        joined.map(|()| robot_id)
     }
 
     /// The game and the robot `robot_id` in it.
@@ -283,20 +276,15 @@ impl Node {
     ) -> Result<(GameHandle, SessionId), NodeError> {
         let (handle, _) = self.hold(game_id).await?;
         let session = self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        let (reply, rx) = oneshot::channel();
-        let msg = GameMsg::Connect {
+        let robot_id = robot_id.to_owned();
+        ask(&handle, FIND_TIMEOUT, |reply| GameMsg::Connect {
             session,
-            robot_id: robot_id.to_owned(),
+            robot_id,
             sink,
             outbox,
             reply,
-        };
-        handle
-            .tx
-            .send(msg)
-            .await
-            .map_err(|_| NodeError::Unavailable)?;
-        rx.await.map_err(|_| NodeError::Unavailable)??;
+        })
+        .await??;
         Ok((handle, session))
     }
 
@@ -361,14 +349,23 @@ fn new_robot_id() -> String {
 
 /// Asks a game task for its game (waiting until it is loaded or created).
 async fn get(handle: &GameHandle) -> Result<Game, NodeError> {
+    ask(handle, FIND_TIMEOUT, GameMsg::Get).await?
+}
+
+/// Sends a game task a request and waits (bounded) for its answer.
+async fn ask<T>(
+    handle: &GameHandle,
+    timeout: Duration,
+    request: impl FnOnce(oneshot::Sender<T>) -> GameMsg,
+) -> Result<T, NodeError> {
     let (reply, rx) = oneshot::channel();
     handle
         .tx
-        .send(GameMsg::Get(reply))
+        .send(request(reply))
         .await
         .map_err(|_| NodeError::Unavailable)?;
-    match tokio::time::timeout(FIND_TIMEOUT, rx).await {
-        Ok(Ok(result)) => result,
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(answer)) => Ok(answer),
         _ => Err(NodeError::Unavailable),
     }
 }
