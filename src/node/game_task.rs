@@ -247,13 +247,21 @@ impl GameTask {
         }
     }
 
+    /// Every command passes through here: the registry's copy (a lock, a clone) is touched
+    /// only when who owns the game changes, not when a lease is extended.
     fn set_role(&mut self, role: Role) {
-        let owned = matches!(role, Role::Owner(_));
-        let owner = match &role {
-            Role::Replica { owner } => Some(owner.clone()),
-            _ => None,
+        let changed = match (&self.role, &role) {
+            (Role::Owner(_), Role::Owner(_)) => false,
+            (a, b) => a != b,
         };
-        self.info.set_role(owned, owner);
+        if changed {
+            let owned = matches!(role, Role::Owner(_));
+            let owner = match &role {
+                Role::Replica { owner } => Some(owner.clone()),
+                _ => None,
+            };
+            self.info.set_role(owned, owner);
+        }
         self.role = role;
     }
 
