@@ -64,6 +64,14 @@ pub struct Config {
     #[arg(long, env = "OWNER_LEASE_MS", default_value_t = 5000)]
     pub owner_lease_ms: u64,
 
+    /// The admin disconnected this long (ms) passes the admin role to the next connected robot
+    #[arg(long, env = "HOST_HANDOVER_MS", default_value_t = 10_000)]
+    pub host_handover_ms: u64,
+
+    /// A robot disconnected this long (ms) while the game is in setup is removed
+    #[arg(long, env = "AWAY_REMOVE_MS", default_value_t = 30_000)]
+    pub away_remove_ms: u64,
+
     /// Extra origins allowed to open WebSockets (comma separated, e.g. `https://example.com`);
     /// the page's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -136,6 +144,14 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+
+    pub fn host_handover(&self) -> Duration {
+        Duration::from_millis(self.host_handover_ms.clamp(100, 3_600_000))
+    }
+
+    pub fn away_remove(&self) -> Duration {
+        Duration::from_millis(self.away_remove_ms.clamp(100, 3_600_000))
     }
 
     pub fn owner_lease(&self) -> Duration {

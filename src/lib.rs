@@ -93,7 +93,9 @@ impl Application {
                 }))
             }
         };
-        let timing = Timing::new(config.idle_timeout(), config.owner_lease());
+        let mut timing = Timing::new(config.idle_timeout(), config.owner_lease());
+        timing.presence.handover = config.host_handover();
+        timing.presence.remove = config.away_remove();
         let node = Node::new(bus, Arc::new(Metrics::default()), timing, games.clone());
         {
             let _games = games.enter();

@@ -21,6 +21,8 @@ pub enum ClientMsg {
     StartCountdown,
     /// Admin: reset a finished round.
     PlayAgain,
+    /// The player leaves the game (in `setup` the robot goes; otherwise it stays away).
+    Leave,
 }
 
 impl ClientMsg {
@@ -39,7 +41,8 @@ impl ClientMsg {
 pub enum ServerMsg<'a> {
     /// First message after the upgrade: who you are and the game as it is.
     Welcome {
-        robot_id: &'a str,
+        /// `null` for a spectator.
+        robot_id: Option<&'a str>,
         admin: bool,
         game: GameView<'a>,
     },

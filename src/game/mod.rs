@@ -180,6 +180,32 @@ pub struct Robot {
     /// Wins from rounds before this one; the current round's win is added on top.
     #[serde(default)]
     pub previous_wins: u32,
+    /// A socket of its player is open on some server (PROTOCOL.md, "presence"). The owner
+    /// keeps it; a robot that is away is shown dimmed and does not count for `start`.
+    #[serde(default = "yes")]
+    pub connected: bool,
+    /// Its player left this round (`leave` outside `setup`): away until play again removes it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub left: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What a `leave` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// The robot is gone (in `setup`); others remain.
+    Removed,
+    /// The robot stays, away, for the rest of the round.
+    Away,
+    /// The last robot left: the game has no players.
+    Empty,
 }
 
 /// A game: everything needed to show it and to resume it on another server.
@@ -287,6 +313,8 @@ impl Game {
                 score: 0,
                 admin: true,
                 previous_wins: 0,
+                connected: true,
+                left: false,
             }],
             winner: None,
             applied: Applied::default(),
@@ -313,12 +341,16 @@ impl Game {
         if self.robots.len() >= MAX_PLAYERS {
             return Err(RuleError::GameFull);
         }
+        // A game whose players all left has no admin: the next one to join is.
+        let admin = self.robots.is_empty();
         self.robots.push(Robot {
             id: robot_id,
             name: name.0,
             score: 0,
-            admin: false,
+            admin,
             previous_wins: 0,
+            connected: true,
+            left: false,
         });
         self.version += 1;
         Ok(())
@@ -336,7 +368,9 @@ impl Game {
         if self.state != State::Setup {
             return Err(RuleError::InvalidState);
         }
-        if self.robots.len() < MIN_PLAYERS {
+        // The starter is here, whatever presence has heard so far.
+        let here = |r: &&Robot| (r.connected || r.id == robot_id) && !r.left;
+        if self.robots.iter().filter(here).count() < MIN_PLAYERS {
             return Err(RuleError::NotEnoughPlayers);
         }
         self.version += 1;
@@ -373,7 +407,7 @@ impl Game {
             return false;
         }
         let winning_score = self.winning_score;
-        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
+        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id && !r.left) else {
             return false;
         };
         robot.score += 1;
@@ -397,6 +431,15 @@ impl Game {
             return Err(RuleError::InvalidState);
         }
         let winner = self.winner.take();
+        // Those who left the round are gone now (their lanes with them).
+        self.robots.retain(|r| !r.left);
+        if !self.robots.iter().any(|r| r.admin) {
+            // The admin was among them: the first connected robot leads (else the first).
+            let next = self.robots.iter().position(|r| r.connected).unwrap_or(0);
+            if let Some(robot) = self.robots.get_mut(next) {
+                robot.admin = true;
+            }
+        }
         for robot in &mut self.robots {
             if Some(&robot.id) == winner.as_ref() {
                 robot.previous_wins += 1;
@@ -407,6 +450,95 @@ impl Game {
         self.countdown = 0;
         self.version += 1;
         Ok(())
+    }
+
+    /// Marks a robot present or away (presence). Returns whether anything changed; a robot
+    /// whose player left stays away.
+    pub fn set_connected(&mut self, robot_id: &str, connected: bool) -> bool {
+        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
+            return false;
+        };
+        let connected = connected && !robot.left;
+        if robot.connected == connected {
+            return false;
+        }
+        robot.connected = connected;
+        self.version += 1;
+        true
+    }
+
+    /// The admin role passes to the next connected robot after the admin in join order
+    /// (host hand-over). Returns the new admin's id, or `None` when nobody connected can take
+    /// it (then nothing changes).
+    pub fn hand_over_admin(&mut self) -> Option<String> {
+        let to = self.pass_admin()?;
+        self.version += 1;
+        Some(to)
+    }
+
+    /// [`Game::hand_over_admin`] without the version bump (for changes that make one).
+    fn pass_admin(&mut self) -> Option<String> {
+        let from = self.robots.iter().position(|r| r.admin)?;
+        let n = self.robots.len();
+        let to = (1..n)
+            .map(|k| (from + k) % n)
+            .find(|&i| self.robots[i].connected)?;
+        self.robots[from].admin = false;
+        self.robots[to].admin = true;
+        Some(self.robots[to].id.clone())
+    }
+
+    /// Takes a robot out of the game (in `setup` only: a lane mid-round stays). An admin that
+    /// goes hands the role on: to the next connected robot, else simply the next one. Returns
+    /// whether it was removed.
+    pub fn remove(&mut self, robot_id: &str) -> bool {
+        if self.state != State::Setup {
+            return false;
+        }
+        let Some(i) = self.robots.iter().position(|r| r.id == robot_id) else {
+            return false;
+        };
+        let gone = self.robots.remove(i);
+        if gone.admin && !self.robots.is_empty() {
+            let n = self.robots.len();
+            let next = (0..n)
+                .map(|k| (i + k) % n)
+                .find(|&j| self.robots[j].connected)
+                .unwrap_or(i % n);
+            self.robots[next].admin = true;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// A player leaves: in `setup` the robot goes at once; otherwise it stays, away, for the
+    /// rest of the round. An admin who leaves hands the role on at once.
+    pub fn leave(&mut self, robot_id: &str) -> Result<Left, RuleError> {
+        if self.robot(robot_id).is_none() {
+            return Err(RuleError::UnknownRobot);
+        }
+        if self.state == State::Setup {
+            self.remove(robot_id);
+            return Ok(if self.robots.is_empty() {
+                Left::Empty
+            } else {
+                Left::Removed
+            });
+        }
+        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
+            return Err(RuleError::UnknownRobot);
+        };
+        if robot.left {
+            return Ok(Left::Away);
+        }
+        robot.left = true;
+        robot.connected = false;
+        self.version += 1;
+        if self.is_admin(robot_id) {
+            // Nobody connected: the role stays put until someone can take it.
+            self.pass_admin();
+        }
+        Ok(Left::Away)
     }
 
     /// Robots by total wins (banked plus the current round's), most first; ties keep join order.
@@ -440,6 +572,7 @@ impl Game {
                     name: &r.name,
                     score: r.score,
                     admin: r.admin,
+                    connected: r.connected && !r.left,
                 })
                 .collect(),
             leaderboard: self.leaderboard(),
@@ -478,6 +611,7 @@ pub struct RobotView<'a> {
     pub name: &'a str,
     pub score: u32,
     pub admin: bool,
+    pub connected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

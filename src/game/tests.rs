@@ -201,6 +201,98 @@ fn numbered_commands_apply_once_and_in_order() {
     assert_eq!(applied.last("o0"), Some(1));
 }
 
+#[test]
+fn start_counts_connected_robots_only() {
+    let mut game = game_with(3, GameConfig::default());
+    assert!(game.set_connected("r1", false));
+    assert!(game.set_connected("r2", false));
+    assert!(!game.set_connected("r2", false), "no change, no version");
+    assert_eq!(game.start_countdown("r0"), Err(RuleError::NotEnoughPlayers));
+    assert!(game.set_connected("r2", true));
+    assert_eq!(game.start_countdown("r0"), Ok(Step::Counting));
+    let view = serde_json::to_value(game.view()).unwrap();
+    assert_eq!(view["robots"][1]["connected"], false);
+    assert_eq!(view["robots"][2]["connected"], true);
+}
+
+#[test]
+fn hand_over_goes_to_the_next_connected_robot_in_join_order() {
+    let mut game = game_with(4, GameConfig::default());
+    game.set_connected("r1", false);
+    game.set_connected("r0", false);
+    assert_eq!(game.hand_over_admin(), Some("r2".into()));
+    assert!(game.robot("r2").unwrap().admin && !game.robot("r0").unwrap().admin);
+    // From r2, the next connected after it wraps around past the away ones.
+    game.set_connected("r3", false);
+    game.set_connected("r0", true);
+    assert_eq!(game.hand_over_admin(), Some("r0".into()));
+    // Nobody connected to take it: nothing changes.
+    for r in ["r0", "r1", "r2", "r3"] {
+        game.set_connected(r, false);
+    }
+    let before = game.clone();
+    assert_eq!(game.hand_over_admin(), None);
+    assert_eq!(game, before);
+}
+
+#[test]
+fn leaving_in_setup_removes_the_robot_and_hands_over_the_admin() {
+    let mut game = game_with(3, GameConfig::default());
+    game.set_connected("r1", false);
+    assert_eq!(game.leave("r0"), Ok(Left::Removed));
+    let ids: Vec<_> = game.robots.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r1", "r2"]);
+    // r1 is away, so r2 (connected) is the admin now.
+    assert!(game.robot("r2").unwrap().admin);
+    assert_eq!(game.leave("r9"), Err(RuleError::UnknownRobot));
+    assert_eq!(game.leave("r1"), Ok(Left::Removed));
+    assert_eq!(game.leave("r2"), Ok(Left::Empty));
+    // Whoever joins an empty game leads it.
+    game.join("r5".into(), name("eve")).unwrap();
+    assert!(game.robot("r5").unwrap().admin);
+}
+
+#[test]
+fn leaving_mid_round_keeps_the_lane_away_until_play_again() {
+    let mut game = playing(3, 5);
+    game.score_point("r1");
+    assert_eq!(game.leave("r1"), Ok(Left::Away));
+    let r1 = game.robot("r1").unwrap();
+    assert!(r1.left && !r1.connected && r1.score == 1);
+    assert!(
+        !game.set_connected("r1", true),
+        "a robot that left stays away"
+    );
+    assert!(!game.score_point("r1"), "its presses count no more");
+    assert_eq!(game.leave("r0"), Ok(Left::Away));
+    assert!(game.robot("r2").unwrap().admin, "the admin left: r2 leads");
+    for _ in 0..5 {
+        game.score_point("r2");
+    }
+    game.play_again("r2").unwrap();
+    let ids: Vec<_> = game.robots.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r2"]);
+    assert_eq!(game.robots[0].previous_wins, 1);
+}
+
+#[test]
+fn away_robots_are_removed_only_in_setup() {
+    let mut game = playing(3, 5);
+    assert!(!game.remove("r1"));
+    let mut game = game_with(3, GameConfig::default());
+    assert!(game.remove("r0"));
+    assert!(game.robot("r1").unwrap().admin);
+    assert!(!game.remove("r0"));
+}
+
+#[test]
+fn stored_games_from_before_presence_load_as_connected() {
+    let old = r#"{"id":"g","state":"setup","countdown":0,"countdown_from":3,"winning_score":25,
+        "version":3,"robots":[{"id":"r0","name":"ann","score":0,"admin":true}],"winner":null}"#;
+    let game: Game = serde_json::from_str(old).unwrap();
+    assert!(game.robots[0].connected && !game.robots[0].left);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Join(u8),
@@ -208,6 +300,11 @@ enum Op {
     Step,
     Press(u8),
     PlayAgain(u8),
+    Away(u8),
+    Back(u8),
+    Leave(u8),
+    Remove(u8),
+    HandOver,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -219,6 +316,11 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..12).prop_map(Op::Press),
         (0u8..12).prop_map(Op::Press),
         (0u8..12).prop_map(Op::PlayAgain),
+        (0u8..12).prop_map(Op::Away),
+        (0u8..12).prop_map(Op::Back),
+        (0u8..12).prop_map(Op::Leave),
+        (0u8..12).prop_map(Op::Remove),
+        Just(Op::HandOver),
     ]
 }
 
@@ -253,14 +355,47 @@ proptest! {
                         rounds_won += 1;
                     }
                 }
-                Op::PlayAgain(i) => { let _ = game.play_again(&format!("r{i}")); }
+                Op::PlayAgain(i) => {
+                    // Robots that left go at play again, their wins with them.
+                    let gone: u32 = game
+                        .leaderboard()
+                        .iter()
+                        .filter(|e| game.robot(e.robot_id).is_some_and(|r| r.left))
+                        .map(|e| e.wins)
+                        .sum();
+                    if game.play_again(&format!("r{i}")).is_ok() {
+                        rounds_won -= gone;
+                    }
+                }
+                Op::Away(i) => { game.set_connected(&format!("r{i}"), false); }
+                Op::Back(i) => { game.set_connected(&format!("r{i}"), true); }
+                Op::Leave(i) | Op::Remove(i) => {
+                    let id = format!("r{i}");
+                    let wins = game.leaderboard().iter().find(|e| e.robot_id == id).map_or(0, |e| e.wins);
+                    let removed = match op {
+                        Op::Leave(_) => game.leave(&id).is_ok_and(|l| l != Left::Away),
+                        _ => game.remove(&id),
+                    };
+                    if removed {
+                        prop_assert_eq!(before.state, State::Setup);
+                        rounds_won -= wins;
+                    }
+                }
+                Op::HandOver => {
+                    if let Some(to) = game.hand_over_admin() {
+                        prop_assert!(game.robot(&to).is_some_and(|r| r.connected));
+                    }
+                }
             }
             prop_assert!(game.version >= before.version);
             prop_assert!(game.version <= before.version + 1);
             prop_assert_eq!(game.version == before.version, game == before);
             prop_assert!(game.robots.len() <= MAX_PLAYERS);
             prop_assert!(game.robots.iter().all(|r| r.score <= winning_score));
-            prop_assert_eq!(game.robots.iter().filter(|r| r.admin).count(), 1);
+            let admins = game.robots.iter().filter(|r| r.admin).count();
+            prop_assert_eq!(admins, usize::from(!game.robots.is_empty()));
+            prop_assert!(game.robots.iter().all(|r| !r.left || !r.connected));
+            prop_assert!(game.robots.iter().all(|r| !r.left || game.state != State::Setup));
             let at_top = game.robots.iter().filter(|r| r.score == winning_score).count();
             if game.state == State::Finished {
                 prop_assert_eq!(at_top, 1);

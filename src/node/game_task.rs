@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::origin::Origin;
+use super::presence::{Reporter, Tracker};
 use super::role::{self, Ctx, Role};
 use super::sessions::{CloseWhy, Outbound, SessionId, Sessions};
 use super::wire::{Command, InboxMsg};
@@ -39,7 +40,8 @@ pub enum GameMsg {
     Get(oneshot::Sender<Result<Game, NodeError>>),
     Connect {
         session: SessionId,
-        robot_id: String,
+        /// `None`: a spectator.
+        robot_id: Option<String>,
         sink: Box<dyn super::FrameSink>,
         outbox: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Result<(), NodeError>>,
@@ -142,6 +144,14 @@ pub struct GameTask {
     draining: Option<(oneshot::Sender<()>, Instant)>,
     stopping: Option<(oneshot::Sender<bool>, Instant, bool)>,
     done: bool,
+    /// Owner: presence reports and since when robots are away.
+    tracker: Tracker,
+    /// Not owner: what we last told the owner about our players' sockets.
+    reporter: Reporter,
+    /// Sockets, reports or the role changed: work presence out again.
+    presence_check: bool,
+    /// When presence must be worked out again by itself.
+    next_presence: Option<Instant>,
 }
 
 impl GameTask {
@@ -177,6 +187,10 @@ impl GameTask {
             draining: None,
             stopping: None,
             done: false,
+            tracker: Tracker::default(),
+            reporter: Reporter::default(),
+            presence_check: true,
+            next_presence: None,
             shared,
         }
     }
@@ -199,6 +213,9 @@ impl GameTask {
                     }
                 }
                 () = &mut sleep => self.on_timer(Instant::now()),
+            }
+            if std::mem::take(&mut self.presence_check) {
+                self.presence(Instant::now());
             }
             self.flush();
             self.check_shutdown(Instant::now());
@@ -226,6 +243,10 @@ impl GameTask {
         match start {
             Start::New(game) => {
                 self.origin.continue_after(&game);
+                for robot in &game.robots {
+                    let t = &self.shared.timing.presence;
+                    self.tracker.joined(&robot.id, Instant::now(), t);
+                }
                 self.game = Some(game);
                 self.fresh = true;
                 if self.replicated {
@@ -261,6 +282,7 @@ impl GameTask {
                 _ => None,
             };
             self.info.set_role(owned, owner);
+            self.presence_check = true;
         }
         self.role = role;
     }
@@ -282,7 +304,10 @@ impl GameTask {
             } => {
                 let _ = reply.send(self.connect(session, robot_id, sink, outbox));
             }
-            GameMsg::Disconnect(session) => self.sessions.remove(session),
+            GameMsg::Disconnect(session) => {
+                self.sessions.remove(session);
+                self.presence_check = true;
+            }
             GameMsg::Client(session, msg) => self.client(session, msg),
             GameMsg::Join {
                 robot_id,
@@ -347,4 +372,5 @@ impl GameTask {
 
 mod commands;
 mod ownership;
+mod presence;
 mod timers;

@@ -10,6 +10,7 @@
 mod events;
 mod game_task;
 mod origin;
+pub mod presence;
 mod registry;
 pub mod role;
 mod sessions;
@@ -119,6 +120,8 @@ pub struct Timing {
     pub retry: Duration,
     /// Each shutdown step's bound.
     pub drain: Duration,
+    /// Presence: reports, host hand-over, removal of away robots.
+    pub presence: presence::PresenceTiming,
 }
 
 impl Timing {
@@ -131,6 +134,10 @@ impl Timing {
             missing_grace: lease * 3,
             retry: Duration::from_millis(250),
             drain: Duration::from_millis(1500),
+            presence: presence::PresenceTiming::new(
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+            ),
         }
     }
 }

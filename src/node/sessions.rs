@@ -64,7 +64,8 @@ impl FrameSink for mpsc::Sender<Outbound> {
 
 struct Local {
     id: SessionId,
-    robot_id: String,
+    /// `None`: a spectator (reads everything, changes nothing, is not a player's presence).
+    robot_id: Option<String>,
     /// Frames, straight to the socket.
     sink: Box<dyn FrameSink>,
     /// Instructions for the session's task (close); dropping it ends the session.
@@ -88,7 +89,7 @@ impl Sessions {
     pub fn add(
         &mut self,
         id: SessionId,
-        robot_id: String,
+        robot_id: Option<String>,
         sink: Box<dyn FrameSink>,
         outbox: mpsc::Sender<Outbound>,
     ) {
@@ -106,11 +107,12 @@ impl Sessions {
 
     /// Makes room for one more socket of `robot_id`: closes its oldest beyond the cap.
     pub fn make_room_for(&mut self, robot_id: &str) {
-        let mine = self.list.iter().filter(|s| s.robot_id == robot_id).count();
+        let of_robot = |s: &Local| s.robot_id.as_deref() == Some(robot_id);
+        let mine = self.list.iter().filter(|s| of_robot(s)).count();
         if mine < MAX_SOCKETS_PER_ROBOT {
             return;
         }
-        if let Some(i) = self.list.iter().position(|s| s.robot_id == robot_id) {
+        if let Some(i) = self.list.iter().position(of_robot) {
             let oldest = self.list.remove(i);
             log::info!(
                 "session {}: closed, robot {robot_id} opened more than {MAX_SOCKETS_PER_ROBOT} sockets",
@@ -120,11 +122,24 @@ impl Sessions {
         }
     }
 
+    /// The robot a session plays (`None` for a spectator or an unknown session).
     pub fn robot_of(&self, id: SessionId) -> Option<&str> {
         self.list
             .iter()
             .find(|s| s.id == id)
-            .map(|s| s.robot_id.as_str())
+            .and_then(|s| s.robot_id.as_deref())
+    }
+
+    /// The robots with at least one socket here (each once).
+    pub fn robots_present(&self) -> Vec<&str> {
+        let mut robots: Vec<&str> = self
+            .list
+            .iter()
+            .filter_map(|s| s.robot_id.as_deref())
+            .collect();
+        robots.sort_unstable();
+        robots.dedup();
+        robots
     }
 
     pub fn is_empty(&self) -> bool {

@@ -27,6 +27,8 @@ pub enum Cmd {
     ScorePoint,
     StartCountdown,
     PlayAgain,
+    /// The player leaves (PROTOCOL.md, "leave").
+    Leave,
     /// Add this robot (its id chosen by the sender, so a repeat cannot add two).
     Join {
         name: String,
@@ -52,6 +54,14 @@ pub enum InboxMsg {
         game_id: String,
         owner: Option<String>,
     },
+    /// For the owner: the robots with a socket on the sending server (a snapshot; see
+    /// `presence`). `counter` rises with each report from one process.
+    Presence {
+        game_id: String,
+        origin: String,
+        counter: u64,
+        robots: Vec<String>,
+    },
 }
 
 impl InboxMsg {
@@ -59,7 +69,8 @@ impl InboxMsg {
         match self {
             InboxMsg::Command { game_id, .. }
             | InboxMsg::CommandError { game_id, .. }
-            | InboxMsg::Redirect { game_id, .. } => game_id,
+            | InboxMsg::Redirect { game_id, .. }
+            | InboxMsg::Presence { game_id, .. } => game_id,
         }
     }
 

@@ -59,29 +59,63 @@ pub(super) async fn upgrade(
             "WebSocket connections from other sites are not allowed",
         ));
     }
-    let robot_id = pages::player(&req, &state, &game_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "A valid player token for this game is required",
-        )
-    })?;
-    state.node.robot(&game_id, &robot_id).await?;
+    let robot_id = if watching(&req) {
+        state.node.game(&game_id).await?;
+        None
+    } else {
+        let robot_id = pages::player(&req, &state, &game_id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "A valid player token for this game is required",
+            )
+        })?;
+        state.node.robot(&game_id, &robot_id).await?;
+        Some(robot_id)
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let (tx, rx) = mpsc::channel::<Outbound>(SESSION_QUEUE);
     let sink = Box::new(WsSink(session.clone()));
-    let (game, id) = state.node.connect(&game_id, &robot_id, sink, tx).await?;
+    let (game, id) = state
+        .node
+        .connect(&game_id, robot_id.as_deref(), sink, tx)
+        .await?;
+    let who = match &robot_id {
+        Some(robot_id) => format!("robot {robot_id}"),
+        None => "a spectator".to_owned(),
+    };
     log::info!(
-        "game {game_id}: robot {robot_id} connected from {} (session {id})",
+        "game {game_id}: {who} connected from {} (session {id})",
         proxy::client_addr(&req, &state)
     );
     let stream = stream
         .max_frame_size(MAX_WIRE_FRAME)
         .aggregate_continuations()
         .max_continuation_size(MAX_WIRE_FRAME);
-    actix_web::rt::spawn(run(state.node.clone(), game, id, session, stream, rx));
+    let spectator = robot_id.is_none();
+    actix_web::rt::spawn(run(
+        state.node.clone(),
+        game,
+        id,
+        spectator,
+        session,
+        stream,
+        rx,
+    ));
     Ok(response)
+}
+
+/// `?watch=1`: a spectator (PROTOCOL.md), who needs no token and may change nothing.
+fn watching(req: &HttpRequest) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Watch {
+        watch: Option<String>,
+    }
+    web::Query::<Watch>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().watch)
+        .is_some_and(|w| w == "1" || w == "true")
 }
 
 /// Frames from the game task go straight into the socket's queue (actix-ws's, a few dozen
@@ -129,6 +163,8 @@ impl RateLimit {
 struct Reader {
     game: GameHandle,
     id: SessionId,
+    /// A spectator's commands are refused here.
+    spectator: bool,
     limit: RateLimit,
     told_rate_limited: bool,
     bad_frames: u32,
@@ -155,6 +191,13 @@ impl Reader {
                     } else {
                         Next::Answer(error_frame("rate_limited", "Too many presses: slow down"))
                     }
+                }
+                Some(_) if self.spectator => {
+                    self.bad_frames = 0;
+                    Next::Answer(error_frame(
+                        "permission_denied",
+                        "Spectators can watch but not play",
+                    ))
                 }
                 Some(msg) => {
                     self.bad_frames = 0;
@@ -194,6 +237,7 @@ async fn run(
     node: Node,
     game: GameHandle,
     id: SessionId,
+    spectator: bool,
     mut session: Session,
     mut stream: AggregatedMessageStream,
     mut outbox: mpsc::Receiver<Outbound>,
@@ -205,6 +249,7 @@ async fn run(
     let mut reader = Reader {
         game: game.clone(),
         id,
+        spectator,
         limit: RateLimit::new(),
         told_rate_limited: false,
         bad_frames: 0,
@@ -297,7 +342,7 @@ fn bad_message(len: usize) -> bytestring::ByteString {
     } else {
         error_frame(
             "bad_message",
-            "Expected a JSON text message: score_point, start_countdown or play_again",
+            "Expected a JSON text message: score_point, start_countdown, play_again or leave",
         )
     }
 }

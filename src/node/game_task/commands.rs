@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{GameTask, InFlight, MAX_HELD};
 use crate::bus::{BusStatus, Save, SaveOutcome};
-use crate::game::{Admit, PlayerName, RuleError, Step};
+use crate::game::{Admit, Left, PlayerName, RuleError, Step};
 use crate::node::role::{self, Route};
 use crate::node::sessions::{Outbound, SessionId};
 use crate::node::wire::{scores_message, update_message, Cmd, Command, InboxMsg};
@@ -19,7 +19,7 @@ impl GameTask {
     pub(super) fn connect(
         &mut self,
         session: SessionId,
-        robot_id: String,
+        robot_id: Option<String>,
         mut sink: Box<dyn crate::node::FrameSink>,
         outbox: mpsc::Sender<Outbound>,
     ) -> Result<(), NodeError> {
@@ -27,17 +27,23 @@ impl GameTask {
             return Err(NodeError::Unavailable);
         }
         let game = self.game.as_ref().ok_or(NodeError::Unavailable)?;
-        let robot = game.robot(&robot_id).ok_or(RuleError::UnknownRobot)?;
+        let robot = match &robot_id {
+            Some(id) => Some(game.robot(id).ok_or(RuleError::UnknownRobot)?),
+            None => None,
+        };
         let welcome = ServerMsg::Welcome {
-            robot_id: &robot.id,
-            admin: robot.admin,
+            robot_id: robot.map(|r| r.id.as_str()),
+            admin: robot.is_some_and(|r| r.admin),
             game: game.view(),
         }
         .to_frame();
         sink.try_frame(welcome)
             .map_err(|_| NodeError::Unavailable)?;
         self.shown = self.shown.max(game.version);
-        self.sessions.make_room_for(&robot_id);
+        if let Some(robot_id) = &robot_id {
+            self.sessions.make_room_for(robot_id);
+            self.presence_check = true;
+        }
         self.sessions.add(session, robot_id, sink, outbox);
         Ok(())
     }
@@ -53,6 +59,7 @@ impl GameTask {
             ClientMsg::ScorePoint => Cmd::ScorePoint,
             ClientMsg::StartCountdown => Cmd::StartCountdown,
             ClientMsg::PlayAgain => Cmd::PlayAgain,
+            ClientMsg::Leave => Cmd::Leave,
         };
         if self.origin.is_full() {
             let err = NodeError::Unavailable;
@@ -95,6 +102,18 @@ impl GameTask {
                 self.sessions
                     .send_to(session, error_frame(&error, &message));
                 self.origin.refused(seq, NodeError::from_code(&error));
+            }
+            InboxMsg::Presence {
+                origin,
+                counter,
+                robots,
+                ..
+            } => {
+                if matches!(self.role, crate::node::role::Role::Owner(_)) {
+                    self.tracker
+                        .report(&origin, counter, robots, Instant::now());
+                    self.presence_check = true;
+                }
             }
             InboxMsg::Redirect { owner, .. } => {
                 let (role, actions) =
@@ -175,7 +194,16 @@ impl GameTask {
         }
         // Recording the number changes what is stored even when the rules change nothing.
         self.dirty = true;
+        if matches!(command.cmd, Cmd::StartCountdown) && self.presence_check {
+            // A socket that just opened here counts for `start`.
+            self.presence_check = false;
+            self.presence(Instant::now());
+        }
+        let Some(game) = self.game.as_mut() else {
+            return;
+        };
         let robot = command.robot_id.as_str();
+        let mut ended = false;
         let result = match &command.cmd {
             Cmd::ScorePoint => {
                 game.score_point(robot);
@@ -187,16 +215,23 @@ impl GameTask {
                 }
             }),
             Cmd::PlayAgain => game.play_again(robot),
+            Cmd::Leave => game.leave(robot).map(|left| {
+                log::info!("game {}: robot {robot} left", self.id);
+                ended = left == Left::Empty;
+            }),
             Cmd::Join { name } => {
                 let before = game.robots.len();
                 let joined =
                     PlayerName::parse(name).and_then(|n| game.join(command.robot_id.clone(), n));
                 if joined.is_ok() && game.robots.len() > before {
                     log::info!("game {}: robot {robot} joined", self.id);
+                    let t = &self.shared.timing.presence;
+                    self.tracker.joined(robot, Instant::now(), t);
                 }
                 joined
             }
         };
+        self.presence_check |= matches!(command.cmd, Cmd::Leave | Cmd::Join { .. });
         if !matches!(command.cmd, Cmd::ScorePoint) || game.state != crate::game::State::Playing {
             self.layout_changed = true;
         }
@@ -207,6 +242,10 @@ impl GameTask {
         }
         if let Err(e) = result {
             self.answer_error(&command, e.into());
+        }
+        if ended {
+            // The last player left: nobody is in the game any more.
+            self.terminate();
         }
     }
 

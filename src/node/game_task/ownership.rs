@@ -119,6 +119,12 @@ impl GameTask {
         self.game = Some(game);
         self.dirty = true;
         self.layout_changed = true;
+        if !self.fresh {
+            // Before the waiting commands: `start` counts who is here.
+            self.presence_taken_over(Instant::now());
+            self.presence_check = false;
+            self.presence(Instant::now());
+        }
         self.apply_waiting();
         // Taken while stopping (our players' last commands needed an owner): commit them,
         // then stop like any owner.

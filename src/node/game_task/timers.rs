@@ -27,6 +27,7 @@ impl GameTask {
             next.extend(self.origin.oldest_sent().map(|at| at + t.ack_timeout));
         }
         next.extend(self.retry_at);
+        next.extend(self.next_presence);
         next.extend(self.missing_since.map(|at| at + t.missing_grace));
         next.extend(self.draining.as_ref().map(|d| d.1));
         next.extend(self.stopping.as_ref().map(|s| s.1));
@@ -47,6 +48,10 @@ impl GameTask {
 
     pub(super) fn on_timer(&mut self, now: Instant) {
         let t = self.shared.timing.clone();
+        if self.next_presence.is_some_and(|at| at <= now) {
+            self.next_presence = None;
+            self.presence_check = true;
+        }
         if self.next_tick.is_some_and(|at| at <= now) {
             self.countdown_step(now);
         }

@@ -1,0 +1,368 @@
+//! Presence across the cluster (PROTOCOL.md, "presence", "host hand-over").
+//!
+//! A robot is connected while a socket of its player is open on any server. Each server knows
+//! only its own sockets, so:
+//! - a server that is not the game's owner sends the owner a *report* — the robots with a
+//!   socket here — whenever that set changes, when the owner changes, and every
+//!   [`PresenceTiming::refresh`] while it has any ([`Reporter`]);
+//! - the owner merges its own sockets with the reports, forgets a report not refreshed within
+//!   [`PresenceTiming::expiry`] (its server died), and applies the result to the game: robots
+//!   marked away or back, the admin role handed on after [`PresenceTiming::handover`], robots
+//!   away in `setup` for [`PresenceTiming::remove`] removed ([`Tracker`]).
+//!
+//! Reports are snapshots, not changes: a lost or repeated one does no harm, the next one
+//! corrects it. Only the owner's conclusion (`connected` on each robot) is stored and shown.
+//! A new owner knows no reports yet, so for one expiry it keeps robots as stored until the
+//! reports come in.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::game::{Game, State};
+
+/// Presence's durations (the last two can be shortened by flags, for tests).
+#[derive(Debug, Clone)]
+pub struct PresenceTiming {
+    /// A server with players here reports at least this often.
+    pub refresh: Duration,
+    /// A report not refreshed for this long is forgotten (its server is gone).
+    pub expiry: Duration,
+    /// The admin away this long: the role passes on.
+    pub handover: Duration,
+    /// A robot away this long in `setup` is removed.
+    pub remove: Duration,
+}
+
+impl PresenceTiming {
+    pub fn new(handover: Duration, remove: Duration) -> PresenceTiming {
+        PresenceTiming {
+            refresh: Duration::from_secs(3),
+            expiry: Duration::from_secs(10),
+            handover,
+            remove,
+        }
+    }
+}
+
+/// One server's last report.
+struct Report {
+    counter: u64,
+    robots: Vec<String>,
+    at: Instant,
+}
+
+/// What the owner did to the game.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub away: Vec<String>,
+    pub back: Vec<String>,
+    pub new_admin: Option<String>,
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    pub fn any(&self) -> bool {
+        !(self.away.is_empty()
+            && self.back.is_empty()
+            && self.new_admin.is_none()
+            && self.removed.is_empty())
+    }
+}
+
+/// The owner's side: reports by sending process, and since when each robot is away.
+#[derive(Default)]
+pub struct Tracker {
+    reports: HashMap<String, Report>,
+    away_since: HashMap<String, Instant>,
+    /// Until then, a robot nobody reports keeps its stored state (a new owner, a robot whose
+    /// player is still on the way from the join form to the race page).
+    unsure_until: HashMap<String, Instant>,
+}
+
+impl Tracker {
+    /// Starts from a stored game: nobody has reported yet.
+    pub fn taking_over(game: &Game, now: Instant, t: &PresenceTiming) -> Tracker {
+        let mut tracker = Tracker::default();
+        for robot in &game.robots {
+            tracker
+                .unsure_until
+                .insert(robot.id.clone(), now + t.expiry);
+            if !robot.connected {
+                tracker.away_since.insert(robot.id.clone(), now);
+            }
+        }
+        tracker
+    }
+
+    /// A robot just joined: its player's socket is on the way.
+    pub fn joined(&mut self, robot_id: &str, now: Instant, t: &PresenceTiming) {
+        self.unsure_until
+            .insert(robot_id.to_owned(), now + t.expiry);
+    }
+
+    /// A server's report. Older reports from the same process (by counter) are ignored.
+    pub fn report(&mut self, origin: &str, counter: u64, robots: Vec<String>, now: Instant) {
+        if let Some(last) = self.reports.get(origin) {
+            if counter < last.counter {
+                return;
+            }
+        }
+        self.reports.insert(
+            origin.to_owned(),
+            Report {
+                counter,
+                robots,
+                at: now,
+            },
+        );
+    }
+
+    /// Applies presence to the game: `local` are the robots with a socket on this server.
+    pub fn apply(
+        &mut self,
+        game: &mut Game,
+        local: &[&str],
+        now: Instant,
+        t: &PresenceTiming,
+    ) -> Changes {
+        self.reports.retain(|_, r| r.at + t.expiry > now);
+        self.unsure_until.retain(|_, until| *until > now);
+        let mut changes = Changes::default();
+        let ids: Vec<(String, bool)> = game
+            .robots
+            .iter()
+            .map(|r| (r.id.clone(), r.connected))
+            .collect();
+        for (id, was) in &ids {
+            let seen = local.contains(&id.as_str())
+                || self.reports.values().any(|r| r.robots.contains(id));
+            if seen {
+                // Its player arrived: from now on only sockets count.
+                self.unsure_until.remove(id);
+            }
+            let now_connected = seen || (*was && self.unsure_until.contains_key(id));
+            if game.set_connected(id, now_connected) {
+                if now_connected {
+                    changes.back.push(id.clone());
+                } else {
+                    changes.away.push(id.clone());
+                }
+            }
+            let connected = game.robot(id).is_some_and(|r| r.connected);
+            if connected {
+                self.away_since.remove(id);
+            } else {
+                self.away_since.entry(id.clone()).or_insert(now);
+            }
+        }
+        if let Some(admin) = game.robots.iter().find(|r| r.admin && !r.connected) {
+            let since = self.away_since.get(&admin.id).copied().unwrap_or(now);
+            if since + t.handover <= now {
+                changes.new_admin = game.hand_over_admin();
+            }
+        }
+        if game.state == State::Setup {
+            let expired: Vec<String> = game
+                .robots
+                .iter()
+                .filter(|r| !r.connected)
+                .filter(|r| {
+                    self.away_since
+                        .get(&r.id)
+                        .is_some_and(|since| *since + t.remove <= now)
+                })
+                .map(|r| r.id.clone())
+                .collect();
+            for id in expired {
+                // The last robot stays: an empty game ends by idling out.
+                if game.robots.len() > 1 && game.remove(&id) {
+                    self.away_since.remove(&id);
+                    changes.removed.push(id);
+                }
+            }
+        }
+        self.away_since
+            .retain(|id, _| game.robots.iter().any(|r| &r.id == id));
+        changes
+    }
+
+    /// When [`Tracker::apply`] should run again by itself.
+    pub fn next_check(&self, game: &Game, t: &PresenceTiming) -> Option<Instant> {
+        let expiries = self.reports.values().map(|r| r.at + t.expiry);
+        let unsure = self.unsure_until.values().copied();
+        let handover = game
+            .robots
+            .iter()
+            .filter(|r| r.admin && !r.connected)
+            .filter(|_| game.robots.iter().any(|r| r.connected))
+            .filter_map(|r| self.away_since.get(&r.id).map(|s| *s + t.handover));
+        let removals = game
+            .robots
+            .iter()
+            .filter(|r| game.state == State::Setup && !r.connected && game.robots.len() > 1)
+            .filter_map(|r| self.away_since.get(&r.id).map(|s| *s + t.remove));
+        expiries.chain(unsure).chain(handover).chain(removals).min()
+    }
+}
+
+/// A non-owner's side: what it last reported, and when.
+#[derive(Default)]
+pub struct Reporter {
+    counter: u64,
+    sent: Vec<String>,
+    /// The owner it was sent to, and when.
+    to: Option<(String, Instant)>,
+}
+
+impl Reporter {
+    /// The report to send to `owner` now, if one is due: the set changed, the owner changed,
+    /// or the last one is about to go stale (only while there is something to report).
+    pub fn due(
+        &mut self,
+        owner: &str,
+        mut local: Vec<String>,
+        now: Instant,
+        t: &PresenceTiming,
+    ) -> Option<(u64, Vec<String>)> {
+        local.sort_unstable();
+        local.dedup();
+        let fresh_owner = self.to.as_ref().is_none_or(|(o, _)| o != owner);
+        let stale = self
+            .to
+            .as_ref()
+            .is_some_and(|(_, at)| *at + t.refresh <= now);
+        let changed = local != self.sent;
+        if !(changed || (fresh_owner && !local.is_empty()) || (stale && !local.is_empty())) {
+            return None;
+        }
+        self.counter += 1;
+        self.sent = local.clone();
+        self.to = Some((owner.to_owned(), now));
+        Some((self.counter, local))
+    }
+
+    /// When the next refresh is due, if any.
+    pub fn next_refresh(&self, t: &PresenceTiming) -> Option<Instant> {
+        match &self.to {
+            Some((_, at)) if !self.sent.is_empty() => Some(*at + t.refresh),
+            _ => None,
+        }
+    }
+
+    /// Something was reported (the owner may need to hear it again if it changes).
+    pub fn forget_owner(&mut self) {
+        self.to = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::{GameConfig, PlayerName};
+
+    fn timing() -> PresenceTiming {
+        PresenceTiming::new(Duration::from_secs(10), Duration::from_secs(30))
+    }
+
+    fn game(players: usize) -> Game {
+        let name = |s: &str| PlayerName::parse(s).unwrap();
+        let mut game = Game::new("g".into(), GameConfig::default(), "r0".into(), name("a"));
+        for i in 1..players {
+            game.join(format!("r{i}"), name("b")).unwrap();
+        }
+        game
+    }
+
+    fn connected(game: &Game) -> Vec<bool> {
+        game.robots.iter().map(|r| r.connected).collect()
+    }
+
+    #[test]
+    fn local_and_reported_sockets_both_count_until_a_report_expires() {
+        let t = timing();
+        let start = Instant::now();
+        let mut g = game(3);
+        let mut tracker = Tracker::taking_over(&g, start, &t);
+        // Within the first expiry nobody is marked away on a new owner.
+        assert!(!tracker.apply(&mut g, &[], start, &t).any());
+        tracker.report("n2/a", 1, vec!["r1".into()], start);
+        let later = start + t.expiry;
+        let changes = tracker.apply(&mut g, &["r0"], later - Duration::from_millis(1), &t);
+        assert_eq!(changes.away, Vec::<String>::new());
+        let changes = tracker.apply(&mut g, &["r0"], later, &t);
+        assert_eq!(changes.away, vec!["r1".to_string(), "r2".into()]);
+        assert_eq!(connected(&g), [true, false, false]);
+        // A fresh report brings r1 back; an older one from the same process is ignored.
+        tracker.report("n2/a", 3, vec!["r1".into()], later);
+        tracker.report("n2/a", 2, vec![], later);
+        let changes = tracker.apply(&mut g, &["r0"], later, &t);
+        assert_eq!(changes.back, vec!["r1".to_string()]);
+        assert_eq!(tracker.next_check(&g, &t), Some(later + t.expiry));
+    }
+
+    #[test]
+    fn the_admin_away_hands_over_and_away_robots_leave_setup() {
+        let t = timing();
+        let start = Instant::now();
+        let mut g = game(3);
+        let mut tracker = Tracker::default();
+        tracker.apply(&mut g, &["r1", "r2"], start, &t);
+        assert_eq!(connected(&g), [false, true, true]);
+        assert_eq!(tracker.next_check(&g, &t), Some(start + t.handover));
+        let changes = tracker.apply(&mut g, &["r1"], start + t.handover, &t);
+        assert_eq!(changes.new_admin.as_deref(), Some("r1"));
+        assert_eq!(changes.away, vec!["r2".to_string()]);
+        assert!(g.robots[1].admin);
+        // r0 goes 30 s after it went away; r2 30 s after it did.
+        let changes = tracker.apply(&mut g, &["r1"], start + t.remove, &t);
+        assert_eq!(changes.removed, vec!["r0".to_string()]);
+        let ids: Vec<_> = g.robots.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r1", "r2"]);
+        let at = start + t.handover + t.remove;
+        assert_eq!(tracker.next_check(&g, &t), Some(at));
+        tracker.apply(&mut g, &["r1"], at, &t);
+        assert_eq!(g.robots.len(), 1);
+        // The last robot stays, away or not.
+        tracker.apply(&mut g, &[], at + t.remove * 2, &t);
+        assert_eq!(g.robots.len(), 1);
+    }
+
+    #[test]
+    fn robots_away_mid_round_stay() {
+        let t = timing();
+        let start = Instant::now();
+        let mut g = game(2);
+        g.start_countdown("r0").unwrap();
+        let mut tracker = Tracker::default();
+        tracker.apply(&mut g, &["r0"], start, &t);
+        tracker.apply(&mut g, &["r0"], start + t.remove * 3, &t);
+        assert_eq!(connected(&g), [true, false]);
+        assert_eq!(g.robots.len(), 2);
+    }
+
+    #[test]
+    fn reporters_send_changes_new_owners_and_refreshes_only() {
+        let t = timing();
+        let start = Instant::now();
+        let mut r = Reporter::default();
+        assert_eq!(r.due("n1", vec![], start, &t), None);
+        assert_eq!(
+            r.due("n1", vec!["b".into(), "a".into(), "a".into()], start, &t),
+            Some((1, vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(r.due("n1", vec!["a".into(), "b".into()], start, &t), None);
+        assert_eq!(r.next_refresh(&t), Some(start + t.refresh));
+        let due = r.due("n1", vec!["a".into(), "b".into()], start + t.refresh, &t);
+        assert_eq!(due.map(|d| d.0), Some(2));
+        let due = r.due("n3", vec!["a".into(), "b".into()], start + t.refresh, &t);
+        assert_eq!(due.map(|d| d.0), Some(3), "a new owner hears at once");
+        assert_eq!(
+            r.due("n3", vec![], start + t.refresh, &t),
+            Some((4, vec![]))
+        );
+        assert_eq!(r.next_refresh(&t), None, "nothing to refresh");
+        assert_eq!(r.due("n3", vec![], start + t.refresh * 5, &t), None);
+    }
+}
