@@ -96,6 +96,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .post(pages::join_game_form),
     )
     .service(
+        page("/watch/{id}", "GET, HEAD")
+            .get(pages::watch_page)
+            .head(pages::watch_page),
+    )
+    .service(
         page("/game/{id}", "GET, HEAD")
             .get(pages::game_page)
             .head(pages::game_page),

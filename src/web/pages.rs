@@ -38,6 +38,15 @@ struct GamePage {
 }
 
 #[derive(Template)]
+#[template(path = "watch.html")]
+struct WatchPage {
+    game_id: String,
+    invite_url: String,
+    /// The invite link as a QR code: an SVG made here (no text from players in it).
+    qr_svg: String,
+}
+
+#[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFoundPage {
     /// The status, shown large (404, 403, 503).
@@ -173,12 +182,31 @@ fn cookie_name(game_id: &str) -> String {
     format!("rr_{game_id}")
 }
 
-pub(super) async fn join_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+/// Sends a visitor who already has a robot in this game back to it (never a second robot).
+fn to_race(game_id: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/game/{game_id}")))
+        .finish()
+}
+
+/// Whether this visitor's cookie (or token) is for a robot still racing in `game`.
+fn has_robot(req: &HttpRequest, state: &AppState, game: &crate::game::Game) -> bool {
+    player(req, state, &game.id)
+        .and_then(|robot_id| game.robot(&robot_id).map(|r| !r.left))
+        .unwrap_or(false)
+}
+
+pub(super) async fn join_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return not_found_page("There is no game at this link.");
     }
     match state.node.game(&game_id).await {
+        Ok(game) if has_robot(&req, &state, &game) => to_race(&game_id),
         Ok(game) => html(
             StatusCode::OK,
             &JoinPage {
@@ -208,6 +236,14 @@ pub(super) async fn join_game_form(
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return not_found_page("There is no game at this link.");
+    }
+    // Sent again (Back, reload): the robot this browser already has, not a second one.
+    if let Some(robot_id) = player(&req, &state, &game_id) {
+        if let Ok(game) = state.node.game(&game_id).await {
+            if game.robot(&robot_id).is_some_and(|r| !r.left) {
+                return to_race(&game_id);
+            }
+        }
     }
     let result = match PlayerName::parse(&form.name) {
         Ok(name) => state.node.join(&game_id, name).await,
@@ -291,6 +327,57 @@ pub(super) async fn game_page(
         Err(NodeError::NotFound) => not_found_page("This game has ended."),
         Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
         Err(_) => to_join(),
+    }
+}
+
+/// The big-screen view: the race, read only, for any number of viewers.
+pub(super) async fn watch_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let game_id = path.into_inner();
+    if !valid_game_id(&game_id) {
+        return not_found_page("There is no game at this link.");
+    }
+    match state.node.game(&game_id).await {
+        Ok(_) => {
+            let invite_url = format!("{}/join/{game_id}", proxy::base_url(&req, &state));
+            html(
+                StatusCode::OK,
+                &WatchPage {
+                    qr_svg: qr_svg(&invite_url),
+                    invite_url,
+                    game_id,
+                },
+            )
+        }
+        Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
+        Err(_) => not_found_page("There is no game at this link. It may have ended."),
+    }
+}
+
+/// An inline SVG QR code of `text` (dark modules on white, with the quiet zone).
+fn qr_svg(text: &str) -> String {
+    use qrcode::render::svg;
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<svg::Color<'_>>()
+                .min_dimensions(240, 240)
+                .dark_color(svg::Color("#07070d"))
+                .light_color(svg::Color("#ffffff"))
+                .build();
+            // Inline in HTML: without the XML declaration.
+            match svg.find("<svg") {
+                Some(start) => svg[start..].to_owned(),
+                None => String::new(),
+            }
+        }
+        Err(e) => {
+            log::warn!("no QR code for {text}: {e}");
+            String::new()
+        }
     }
 }
 
