@@ -10,6 +10,7 @@
   var drawScene = RR.drawScene;
   var fitCanvas = RR.fitCanvas;
   var whenFontReady = RR.whenFontReady;
+  var TOAST_MAX = 58;      // a toast's height at most (two lines; .toast's max-height in app.css)
 
   function startRace() {
     var canvas = document.getElementById("track");
@@ -28,6 +29,7 @@
       inviteLink: $("invite-link"),
       copyInvite: $("copy-invite"),
       startCountdown: $("start-countdown"),
+      startHint: $("start-hint"),
       waitingStart: $("waiting-start"),
       winner: $("winner"),
       winnerName: $("winner-name"),
@@ -50,7 +52,16 @@
     var messageTimer = 0;
     var conn = null;         // RobotRace.connect(...), once the page is set up
 
-    if (el.inviteLink) el.inviteLink.value = location.origin + "/join/" + gameId;
+    if (el.inviteLink) {
+      el.inviteLink.value = location.origin + "/join/" + gameId;
+      el.inviteLink.addEventListener("blur", showInviteEnd);
+      global.addEventListener("resize", showInviteEnd);
+    }
+
+    // the end of the invite link (the game id) is what matters: keep it in view in the field
+    function showInviteEnd() {
+      if (el.inviteLink && !el.invite.hidden) el.inviteLink.scrollLeft = el.inviteLink.scrollWidth;
+    }
 
     // ---------- UI
 
@@ -105,6 +116,15 @@
       show(el.setupPanel, setup);
       show(el.invite, setup && isAdmin);
       show(el.startCountdown, setup && isAdmin);
+      // robots whose player is here (`connected` may be absent: then every robot counts)
+      var here = robots.filter(function (r) { return r && r.connected !== false; }).length;
+      var canStart = here >= 2;
+      if (el.startCountdown) {
+        el.startCountdown.disabled = !canStart;
+        el.startCountdown.setAttribute("aria-describedby", canStart ? "" : "start-hint");
+      }
+      show(el.startHint, setup && isAdmin && !canStart);
+      if (setup && isAdmin) showInviteEnd();
       show(el.waitingStart, setup && !isAdmin);
       show(el.hint, setup || state === "counting_down");
 
@@ -265,7 +285,17 @@
         };
       });
       var hudH = el.hud ? el.hud.offsetHeight : 60;
-      drawScene(fit.ctx, fit.w, fit.h, lanes, { finishY: Math.max(hudH + 20, 48) });
+      // the toasts' band at the bottom: no robot or name is drawn under a toast
+      var band = 0;
+      if (el.message) {
+        var gap = parseFloat(global.getComputedStyle(el.message).bottom) || 12;
+        band = gap + TOAST_MAX + 6;
+      }
+      var scene = drawScene(fit.ctx, fit.w, fit.h, lanes, { top: hudH, bottomInset: band });
+      // a test/debug hook (read only): where things were drawn, in CSS pixels
+      scene.hudBottom = hudH;
+      scene.band = band;
+      RR.scene = scene;
     }
 
     if (global.ResizeObserver) {
@@ -303,7 +333,8 @@
         case "terminated":
           setConnected(true);
           showMessage("This game has ended", 0);
-          setTimeout(function () { location.href = "/"; }, 2000);
+          // the lobby says why (ended for lack of play)
+          setTimeout(function () { location.href = "/?ended=idle"; }, 2000);
           break;
         default:
           break; // unknown types are ignored
@@ -397,7 +428,7 @@
       onStatus: setConnected,
       onEnded: function () {
         showMessage("This game has ended", 0);
-        location.href = "/";
+        location.href = "/?ended=gone";
       },
       onRefused: function () { location.href = "/join/" + gameId; }
     });
