@@ -55,6 +55,8 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     /// Trust X-Forwarded-* from any peer (else only from loopback).
     pub trust_proxy: bool,
+    /// How long a game may go without play before it is ended (the lobby tells players).
+    pub idle_timeout: Duration,
     /// Games a client address may create per minute.
     pub create_quota: quota::CreateQuota,
 }
