@@ -9,7 +9,7 @@
 //! | [`pages`] | lobby, join and race pages (askama templates in `templates/`), the player cookie |
 //! | [`api`] | the JSON API for bots, tests and load tools |
 //! | [`ws`] | the WebSocket upgrade, and one task per connected player |
-//! | [`ops`] | `/health`, `/metrics`, `/_stats` |
+//! | [`ops`] | `/health`, `/metrics`, `/_stats` (a live page for browsers, else JSON) |
 //! | [`proxy`] | who the client is behind nginx/Heroku, and which origins may connect |
 
 mod api;
