@@ -12,6 +12,13 @@
   var whenFontReady = RR.whenFontReady;
   var TOAST_MAX = 58;      // a toast's height at most (two lines; .toast's max-height in app.css)
 
+  /* The race needs 2 robots whose players are here (a robot without `connected` counts). */
+  function enoughHere(robots) {
+    var here = (robots || []).filter(function (r) { return r && r.connected !== false; });
+    return here.length >= 2;
+  }
+  RR.enoughHere = enoughHere;
+
   function startRace() {
     var canvas = document.getElementById("track");
     var root = document.querySelector("[data-game-id]");
@@ -116,9 +123,7 @@
       show(el.setupPanel, setup);
       show(el.invite, setup && isAdmin);
       show(el.startCountdown, setup && isAdmin);
-      // robots whose player is here (`connected` may be absent: then every robot counts)
-      var here = robots.filter(function (r) { return r && r.connected !== false; }).length;
-      var canStart = here >= 2;
+      var canStart = enoughHere(robots);
       if (el.startCountdown) {
         el.startCountdown.disabled = !canStart;
         el.startCountdown.setAttribute("aria-describedby", canStart ? "" : "start-hint");

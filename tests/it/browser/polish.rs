@@ -183,6 +183,17 @@ async fn race_page_token_start_invite_finish_line_and_winner_panel() {
             "{size}: {look}"
         );
         assert_eq!(look["described"], "start-hint");
+        // Robots counted as the server will (a `connected` flag per robot), or all of them
+        // while the server does not send it yet.
+        let counted = b
+            .js(
+                "var f = window.RobotRace.enoughHere; \
+                 return [f([{}, {}]), f([{connected: true}, {connected: false}]), \
+                   f([{connected: true}, {connected: true}, {connected: false}]), f([{}])];",
+                vec![],
+            )
+            .await;
+        assert_eq!(counted, json!([true, false, true, false]));
 
         // 2: the game id large and whole inside the screen and the panel; the field shows the
         // end of the link (the id); Copy puts the whole link on the clipboard.
