@@ -106,6 +106,7 @@ impl Application {
             tokens,
             allowed_origins: config.allowed_origins.clone(),
             trust_proxy: config.trust_proxy,
+            idle_timeout: config.idle_timeout(),
             create_quota: web::quota::CreateQuota::new(config.create_limit),
         });
         let server = HttpServer::new(move || {

@@ -37,6 +37,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/lobby.js"),
     ),
     (
+        "stats.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/stats.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../static/favicon.svg"),

@@ -72,6 +72,7 @@
     return { text: out, size: size };
   }
 
+  /* A label centred on x; returns its box {x, y, w, h, text} (what was drawn). */
   function drawLabel(ctx, text, x, y, maxWidth, px, color, baseline) {
     var fit = fitText(ctx, text, maxWidth, px, Math.min(px, 6));
     ctx.save();
@@ -82,16 +83,86 @@
     ctx.shadowColor = color;
     ctx.shadowBlur = 6;
     ctx.fillText(fit.text, Math.round(x), Math.round(y));
+    var tw = ctx.measureText(fit.text).width;
     ctx.restore();
+    var top = baseline === "bottom" ? y - fit.size : y;
+    return { x: x - tw / 2, y: top, w: tw, h: fit.size, text: fit.text };
+  }
+
+  /* A label turned a quarter clockwise, centred on x, read downwards from y. */
+  function drawTurnedLabel(ctx, text, x, y, maxLength, px, color) {
+    var fit = fitText(ctx, text, maxLength, px, Math.min(px, 6));
+    ctx.save();
+    ctx.font = fit.size + "px " + FONT;
+    var len = ctx.measureText(fit.text).width;
+    ctx.translate(Math.round(x), Math.round(y));
+    ctx.rotate(Math.PI / 2);
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = color;
+    ctx.shadowColor = color;
+    ctx.shadowBlur = 6;
+    ctx.fillText(fit.text, 0, 0);
+    ctx.restore();
+    return { x: x - fit.size / 2, y: y, w: fit.size, h: len, text: fit.text };
+  }
+
+  /* How far above its centre a robot reaches (antenna and the "you" outline included). */
+  function robotReach(size) {
+    var s = Math.max(6, Math.round(size));
+    return s / 2 + Math.max(1, Math.round(s / 10)) * 4 + Math.max(4, Math.round(s * 0.18));
   }
 
   /* The whole track. lanes: [{name, progress 0..1, color, you, winner}] in join order.
-   * opts: {finishY, time (ms, for the finish line shimmer)} — all sizes in CSS pixels. */
+   * opts (all sizes in CSS pixels):
+   *   top: the bottom of what covers the top of the canvas (the race page's HUD). The finish line
+   *        is placed so that a robot at the finish, antenna and outline included, stays below it;
+   *        the geometry depends only on the canvas size, `top` and the names, never on the state.
+   *   finishY: where the finish line goes (when there is no `top`; the lobby's backdrop).
+   *   bottomInset: a band at the bottom kept free of robots and names (the race page's toasts).
+   * Names go under their robots, across the lane when every name fits at a readable size;
+   * otherwise each is written down its own lane (turned a quarter), in full, so that ten long
+   * names on a phone are all readable and each sits under its own robot.
+   * Returns the geometry: {finishY, yBottom, size, rotated, labels and robots: [{x, y, w, h}]}
+   * (a label's box also has the text drawn). */
   function drawScene(ctx, w, h, lanes, opts) {
     opts = opts || {};
     var n = Math.max(1, lanes.length);
     var laneW = w / n;
-    var finishY = Math.round(opts.finishY != null ? opts.finishY : Math.max(40, h * 0.1));
+    var inset = Math.max(0, Number(opts.bottomInset) || 0);
+    var top = opts.top != null ? Math.max(0, Number(opts.top) || 0) : null;
+
+    // label size: 10px on wide screens, 8px on phones; shrink a little, then turn the names
+    var px = w >= 560 ? 10 : 8;
+    ctx.font = px + "px " + FONT;
+    var widest = 0;
+    for (var k = 0; k < lanes.length; k++) {
+      widest = Math.max(widest, ctx.measureText(String(lanes[k].name || "")).width);
+    }
+    var across = laneW * 0.92;
+    var rotated = false;
+    if (widest > across) {
+      var smaller = Math.floor(px * across / widest);
+      if (smaller >= Math.max(7, px - 2)) px = smaller;
+      else rotated = n > 1;
+    }
+    var rowH = px + 6;
+    // turned names: as long as the longest (ten wide characters fit), never longer
+    var labelMax = rotated ? Math.min(widest, px * 11) : across;
+    var labelExtent = rotated ? labelMax : px;
+
+    var size = top != null
+      ? Math.max(12, Math.min(44, laneW * 0.5, (h - top) * 0.09))
+      : Math.max(12, Math.min(44, laneW * 0.5, (h - (opts.finishY || h * 0.1)) * 0.1));
+    var youPad = Math.max(4, Math.round(size * 0.18));
+    // room for the largest robot this screen shows, however many lanes: the line stays put
+    var finishY = Math.round(top != null ? top + robotReach(Math.min(44, (h - top) * 0.09)) + 4
+      : opts.finishY != null ? opts.finishY : Math.max(40, h * 0.1));
+    var bottomPad = 12 + 8 + youPad + labelExtent + inset;
+
+    var yBottom = h - bottomPad - size / 2;
+    var yTop = finishY;
+    var travel = Math.max(0, yBottom - yTop);
 
     ctx.save();
     ctx.fillStyle = BG;
@@ -120,22 +191,6 @@
     ctx.stroke();
     ctx.setLineDash([]);
 
-    // label size: 10px on wide screens, 8px on phones; stagger two rows when names would collide
-    var px = w >= 560 ? 10 : 8;
-    ctx.font = px + "px " + FONT;
-    var stagger = false;
-    for (var k = 0; k < lanes.length; k++) {
-      if (ctx.measureText(String(lanes[k].name || "")).width > laneW * 0.92) { stagger = n > 1; break; }
-    }
-    var labelMax = stagger ? laneW * 1.85 : laneW * 0.92;
-    var rowH = px + 6;
-    var bottomPad = 12 + rowH * (stagger ? 2 : 1) + (opts.bottomInset || 0);
-
-    var size = Math.max(12, Math.min(44, laneW * 0.5, (h - finishY - bottomPad) * 0.12));
-    var yBottom = h - bottomPad - size / 2;
-    var yTop = finishY;
-    var travel = Math.max(0, yBottom - yTop);
-
     // own lane highlight
     for (var a = 0; a < lanes.length; a++) {
       if (lanes[a].you) {
@@ -158,6 +213,8 @@
       ctx.fillRect(cx, finishY - cell * 2 - 1, cell, cell);
     }
 
+    var labels = [];
+    var robots = [];
     for (var j = 0; j < lanes.length; j++) {
       var lane = lanes[j];
       var color = lane.color || colorFor(j);
@@ -178,28 +235,34 @@
       }
 
       drawRobot(ctx, x, y, size, color, { you: lane.you, winner: lane.winner });
+      var reach = lane.you ? robotReach(size) : robotReach(size) - youPad;
+      robots.push({ x: x - size / 2, y: y - reach, w: size, h: reach + size / 2 });
 
-      // name under the robot (two staggered rows when lanes are narrow)
-      var row = stagger ? j % 2 : 0;
-      var pad = lane.you ? Math.max(4, Math.round(size * 0.18)) : 0;
-      var ny = y + size / 2 + 8 + row * rowH + pad;
-      drawLabel(ctx, String(lane.name || ""), x, ny, labelMax, px, color, "top");
+      // name under the robot: across its lane, or turned down the lane
+      var pad = lane.you ? youPad : 0;
+      var ny = y + size / 2 + 8 + pad;
+      var box = rotated
+        ? drawTurnedLabel(ctx, String(lane.name || ""), x, ny, labelMax, px, color)
+        : drawLabel(ctx, String(lane.name || ""), x, ny, labelMax, px, color, "top");
+      labels.push(box);
 
       // "YOU" / "WIN!" above it, or under the name when the robot is up at the finish line
-      var above = lane.winner ? (lane.you ? "YOU WIN!" : "WIN!") : (lane.you ? "YOU" : "");
+      var above = lane.winner ? (lane.you && !rotated ? "YOU WIN!" : "WIN!") : (lane.you ? "YOU" : "");
       if (above) {
         var antenna = Math.max(1, Math.round(size / 10)) * 4;
         var ay = y - size / 2 - antenna - pad - 5;
         var tagColor = lane.winner ? "#ffff00" : "#ffffff";
+        var tagMax = rotated ? laneW * 0.95 : Math.max(laneW * 0.95, 40);
         if (ay - px < finishY + 4) {
-          drawLabel(ctx, above, x, ny + rowH * (stagger ? 2 : 1), Math.max(laneW * 0.95, 40), px, tagColor, "top");
+          drawLabel(ctx, above, x, box.y + box.h + 6, tagMax, px, tagColor, "top");
         } else {
-          drawLabel(ctx, above, x, ay, Math.max(laneW * 0.95, 40), px, tagColor, "bottom");
+          drawLabel(ctx, above, x, ay, tagMax, px, tagColor, "bottom");
         }
       }
     }
     ctx.restore();
-    return { finishY: finishY, yBottom: yBottom, size: size };
+    return { finishY: finishY, yBottom: yBottom, size: size, rotated: rotated, labels: labels,
+      robots: robots };
   }
 
   /* Size a canvas to its CSS box at devicePixelRatio; returns the CSS size. */

@@ -10,6 +10,14 @@
   var drawScene = RR.drawScene;
   var fitCanvas = RR.fitCanvas;
   var whenFontReady = RR.whenFontReady;
+  var TOAST_MAX = 58;      // a toast's height at most (two lines; .toast's max-height in app.css)
+
+  /* The race needs 2 robots whose players are here (a robot without `connected` counts). */
+  function enoughHere(robots) {
+    var here = (robots || []).filter(function (r) { return r && r.connected !== false; });
+    return here.length >= 2;
+  }
+  RR.enoughHere = enoughHere;
 
   function startRace() {
     var canvas = document.getElementById("track");
@@ -28,6 +36,7 @@
       inviteLink: $("invite-link"),
       copyInvite: $("copy-invite"),
       startCountdown: $("start-countdown"),
+      startHint: $("start-hint"),
       waitingStart: $("waiting-start"),
       winner: $("winner"),
       winnerName: $("winner-name"),
@@ -50,7 +59,16 @@
     var messageTimer = 0;
     var conn = null;         // RobotRace.connect(...), once the page is set up
 
-    if (el.inviteLink) el.inviteLink.value = location.origin + "/join/" + gameId;
+    if (el.inviteLink) {
+      el.inviteLink.value = location.origin + "/join/" + gameId;
+      el.inviteLink.addEventListener("blur", showInviteEnd);
+      global.addEventListener("resize", showInviteEnd);
+    }
+
+    // the end of the invite link (the game id) is what matters: keep it in view in the field
+    function showInviteEnd() {
+      if (el.inviteLink && !el.invite.hidden) el.inviteLink.scrollLeft = el.inviteLink.scrollWidth;
+    }
 
     // ---------- UI
 
@@ -105,6 +123,13 @@
       show(el.setupPanel, setup);
       show(el.invite, setup && isAdmin);
       show(el.startCountdown, setup && isAdmin);
+      var canStart = enoughHere(robots);
+      if (el.startCountdown) {
+        el.startCountdown.disabled = !canStart;
+        el.startCountdown.setAttribute("aria-describedby", canStart ? "" : "start-hint");
+      }
+      show(el.startHint, setup && isAdmin && !canStart);
+      if (setup && isAdmin) showInviteEnd();
       show(el.waitingStart, setup && !isAdmin);
       show(el.hint, setup || state === "counting_down");
 
@@ -265,7 +290,17 @@
         };
       });
       var hudH = el.hud ? el.hud.offsetHeight : 60;
-      drawScene(fit.ctx, fit.w, fit.h, lanes, { finishY: Math.max(hudH + 20, 48) });
+      // the toasts' band at the bottom: no robot or name is drawn under a toast
+      var band = 0;
+      if (el.message) {
+        var gap = parseFloat(global.getComputedStyle(el.message).bottom) || 12;
+        band = gap + TOAST_MAX + 6;
+      }
+      var scene = drawScene(fit.ctx, fit.w, fit.h, lanes, { top: hudH, bottomInset: band });
+      // a test/debug hook (read only): where things were drawn, in CSS pixels
+      scene.hudBottom = hudH;
+      scene.band = band;
+      RR.scene = scene;
     }
 
     if (global.ResizeObserver) {
@@ -303,7 +338,8 @@
         case "terminated":
           setConnected(true);
           showMessage("This game has ended", 0);
-          setTimeout(function () { location.href = "/"; }, 2000);
+          // the lobby says why (ended for lack of play)
+          setTimeout(function () { location.href = "/?ended=idle"; }, 2000);
           break;
         default:
           break; // unknown types are ignored
@@ -397,7 +433,7 @@
       onStatus: setConnected,
       onEnded: function () {
         showMessage("This game has ended", 0);
-        location.href = "/";
+        location.href = "/?ended=gone";
       },
       onRefused: function () { location.href = "/join/" + gameId; }
     });

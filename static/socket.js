@@ -38,8 +38,16 @@
       return typeof fn === "function" ? fn(arg) : undefined;
     }
 
+    // A page opened as /game/<id>?token=… (a bot's or a test's link, no cookie) passes its
+    // token on to the socket; only that URL carries it, never a link the page shows.
+    var token = "";
+    try {
+      token = new URLSearchParams(location.search).get("token") || "";
+    } catch (e) { token = ""; }
+
     function wsUrl() {
-      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + gameId;
+      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + gameId +
+        (token ? "?token=" + encodeURIComponent(token) : "");
     }
 
     function send(obj) {

@@ -541,7 +541,8 @@ impl Game {
         Ok(Left::Away)
     }
 
-    /// Robots by total wins (banked plus the current round's), most first; ties keep join order.
+    /// Robots by total wins (banked plus the current round's), most first; among equal wins
+    /// this round's winner comes first, then join order.
     pub fn leaderboard(&self) -> Vec<LeaderboardEntry<'_>> {
         let mut board: Vec<_> = self
             .robots
@@ -552,7 +553,8 @@ impl Game {
                 wins: r.previous_wins + u32::from(self.winner.as_deref() == Some(r.id.as_str())),
             })
             .collect();
-        board.sort_by_key(|e| std::cmp::Reverse(e.wins));
+        let winner = self.winner.as_deref();
+        board.sort_by_key(|e| (std::cmp::Reverse(e.wins), Some(e.robot_id) != winner));
         board
     }
 

@@ -410,3 +410,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn leaderboard_ties_list_this_rounds_winner_first_then_join_order() {
+    // Round 1: r0 wins. Round 2: r2 wins. r0 and r2 both have 1 win; r2 is this round's.
+    let mut game = playing(3, 1);
+    assert!(game.score_point("r0"));
+    game.play_again("r0").unwrap();
+    game.start_countdown("r0").unwrap();
+    assert!(game.score_point("r2"));
+    let order: Vec<(&str, u32)> = game
+        .leaderboard()
+        .iter()
+        .map(|e| (e.robot_id, e.wins))
+        .collect();
+    assert_eq!(order, [("r2", 1), ("r0", 1), ("r1", 0)]);
+    // Once banked (play again, no winner yet), equal wins keep join order.
+    game.play_again("r0").unwrap();
+    let order: Vec<&str> = game.leaderboard().iter().map(|e| e.robot_id).collect();
+    assert_eq!(order, ["r0", "r2", "r1"]);
+}

@@ -9,7 +9,7 @@
 //! | [`pages`] | lobby, join and race pages (askama templates in `templates/`), the player cookie |
 //! | [`api`] | the JSON API for bots, tests and load tools |
 //! | [`ws`] | the WebSocket upgrade, and one task per connected player |
-//! | [`ops`] | `/health`, `/metrics`, `/_stats` |
+//! | [`ops`] | `/health`, `/metrics`, `/_stats` (a live page for browsers, else JSON) |
 //! | [`proxy`] | who the client is behind nginx/Heroku, and which origins may connect |
 
 mod api;
@@ -55,6 +55,8 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     /// Trust X-Forwarded-* from any peer (else only from loopback).
     pub trust_proxy: bool,
+    /// How long a game may go without play before it is ended (the lobby tells players).
+    pub idle_timeout: Duration,
     /// Games a client address may create per minute.
     pub create_quota: quota::CreateQuota,
 }

@@ -1,10 +1,11 @@
-//! Operations: `/health`, `/metrics` (Prometheus text), `/_stats`.
+//! Operations: `/health`, `/metrics` (Prometheus text), `/_stats` (a live page, or JSON).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse, Responder};
+use actix_web::{web, HttpRequest, HttpResponse, Responder};
+use askama::Template;
 
 use super::AppState;
 use crate::bus::BusStatus;
@@ -32,18 +33,61 @@ pub(super) async fn health(state: web::Data<AppState>) -> impl Responder {
         }))
 }
 
-pub(super) async fn stats(state: web::Data<AppState>) -> impl Responder {
+/// The live `/_stats` page: the number large, kept current by `static/stats.js`, which polls
+/// the JSON form of this same route.
+#[derive(Template)]
+#[template(path = "stats.html")]
+struct StatsPage {
+    games_created: u64,
+    games_active: usize,
+    /// "cluster" or "node": what the number counts.
+    scope: &'static str,
+}
+
+/// A browser asking for a page (`Accept: text/html…`) gets the live page; everyone else, and
+/// anyone naming `application/json`, gets the JSON (scripts and existing tools keep working).
+fn wants_page(req: &HttpRequest) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    accept.contains("text/html") && !accept.contains("application/json")
+}
+
+pub(super) async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let local = state.node.metrics().games_created.load(Relaxed);
     let (created, scope) = match state.node.bus().games_created().await {
         Some(n) if state.node.bus().replicated() => (n, "cluster"),
         _ => (local, "node"),
     };
+    let active = state.node.stats().owned;
+    if wants_page(&req) {
+        let page = StatsPage {
+            games_created: created,
+            games_active: active,
+            scope,
+        };
+        return match page.render() {
+            Ok(body) => HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::VARY, "Accept"))
+                .body(body),
+            Err(e) => {
+                log::error!("template error: {e}");
+                HttpResponse::InternalServerError().finish()
+            }
+        };
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::VARY, "Accept"))
         .json(serde_json::json!({
             "games_created": created,
             "scope": scope,
-            "games_active": state.node.stats().owned,
+            "games_active": active,
         }))
 }
 

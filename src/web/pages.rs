@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{proxy, ApiError, AppState};
-use crate::game::{GameConfig, PlayerName, MAX_PLAYERS};
+use crate::game::{Game, GameConfig, PlayerName, State, MAX_PLAYERS};
 use crate::node::{valid_game_id, NodeError};
 
 #[derive(Template)]
@@ -16,6 +16,8 @@ use crate::node::{valid_game_id, NodeError};
 struct LobbyPage {
     error: Option<String>,
     name: String,
+    /// Why the player is back here (their game ended), shown above the form.
+    notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -27,6 +29,26 @@ struct JoinPage {
     joinable: bool,
     error: Option<String>,
     name: String,
+    /// Who is in, in join order (escaped by the template like every value).
+    names: Vec<String>,
+}
+
+impl JoinPage {
+    /// The page for `game` (or for a game that could not be read: nobody in, not joinable).
+    fn new(game_id: String, game: Option<&Game>, error: Option<String>, name: String) -> Self {
+        let names: Vec<String> = game.map_or_else(Vec::new, |g| {
+            g.robots.iter().map(|r| r.name.clone()).collect()
+        });
+        JoinPage {
+            game_id,
+            players: names.len(),
+            max_players: MAX_PLAYERS,
+            joinable: game.is_some_and(|g| g.state == State::Setup && names.len() < MAX_PLAYERS),
+            error,
+            name,
+            names,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -111,14 +133,45 @@ pub(super) struct NameForm {
     name: String,
 }
 
-pub(super) async fn lobby() -> HttpResponse {
+#[derive(Deserialize)]
+pub(super) struct LobbyQuery {
+    /// Set by the race page when it sends the player back: `idle` (ended for lack of play) or
+    /// `gone` (the game no longer exists).
+    ended: Option<String>,
+}
+
+pub(super) async fn lobby(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    // A malformed query is no reason to refuse the lobby.
+    let ended = web::Query::<LobbyQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().ended);
+    let notice = match ended.as_deref() {
+        Some("idle") => Some(format!(
+            "That game ended after {} without play.",
+            span(state.idle_timeout)
+        )),
+        Some("gone") => Some("That game has ended.".to_owned()),
+        _ => None,
+    };
     html(
         StatusCode::OK,
         &LobbyPage {
             error: None,
             name: String::new(),
+            notice,
         },
     )
+}
+
+/// "10 minutes", "1 minute", "90 seconds": a duration as a person says it.
+fn span(d: std::time::Duration) -> String {
+    let secs = d.as_secs().max(1);
+    let (n, unit) = if secs.is_multiple_of(60) {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 pub(super) async fn create_game_form(
@@ -135,6 +188,7 @@ pub(super) async fn create_game_form(
             &LobbyPage {
                 error: Some(error),
                 name: form.name.chars().take(40).collect(),
+                notice: None,
             },
         )
     };
@@ -209,15 +263,7 @@ pub(super) async fn join_page(
         Ok(game) if has_robot(&req, &state, &game) => to_race(&game_id),
         Ok(game) => html(
             StatusCode::OK,
-            &JoinPage {
-                players: game.robots.len(),
-                max_players: MAX_PLAYERS,
-                joinable: game.state == crate::game::State::Setup
-                    && game.robots.len() < MAX_PLAYERS,
-                game_id,
-                error: None,
-                name: String::new(),
-            },
+            &JoinPage::new(game_id, Some(&game), None, String::new()),
         ),
         Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
         Err(_) => not_found_page("There is no game at this link. It may have ended."),
@@ -257,20 +303,14 @@ pub(super) async fn join_game_form(
         Err(e) => {
             let status = ApiError::from(e.clone()).status;
             let game = state.node.game(&game_id).await.ok();
-            let players = game.as_ref().map_or(0, |g| g.robots.len());
-            let joinable = game.as_ref().is_some_and(|g| {
-                g.state == crate::game::State::Setup && g.robots.len() < MAX_PLAYERS
-            });
             return html(
                 status,
-                &JoinPage {
+                &JoinPage::new(
                     game_id,
-                    players,
-                    max_players: MAX_PLAYERS,
-                    joinable,
-                    error: Some(e.to_string()),
-                    name: form.name.chars().take(40).collect(),
-                },
+                    game.as_ref(),
+                    Some(e.to_string()),
+                    form.name.chars().take(40).collect(),
+                ),
             );
         }
     };

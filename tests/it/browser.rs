@@ -160,6 +160,12 @@ impl Browser {
     }
 
     async fn launch(scenario: &str, who: &str, phone: bool) -> Browser {
+        let size = if phone { PHONE } else { (1024, 768) };
+        Self::launch_sized(scenario, who, phone, size).await
+    }
+
+    /// A browser with this viewport (CSS pixels); `phone`: touch and a pixel ratio of 2.
+    async fn launch_sized(scenario: &str, who: &str, phone: bool, size: (u32, u32)) -> Browser {
         let started = Instant::now();
         let driver = Driver::start(&format!("{scenario}-{who}"));
         let mut args = vec![
@@ -188,13 +194,11 @@ impl Browser {
             format!("--user-data-dir={}", driver.profile.display()),
         ];
         let mut options = json!({ "binary": CHROMIUM });
+        args.push(format!("--window-size={},{}", size.0, size.1));
         if phone {
-            args.push(format!("--window-size={},{}", PHONE.0, PHONE.1));
             options["mobileEmulation"] = json!({
-                "deviceMetrics": {"width": PHONE.0, "height": PHONE.1, "pixelRatio": 2.0, "touch": true},
+                "deviceMetrics": {"width": size.0, "height": size.1, "pixelRatio": 2.0, "touch": true},
             });
-        } else {
-            args.push("--window-size=1024,768".to_owned());
         }
         options["args"] = json!(args);
         let caps = json!({
@@ -549,7 +553,8 @@ var ctx = c.getContext("2d");
 var data = ctx.getImageData(0, 0, c.width, c.height).data;
 var scale = c.height / (c.clientHeight || c.height);
 var hud = document.querySelector(".hud");
-var finishY = Math.max((hud ? hud.offsetHeight : 60) + 20, 48) * scale;
+var finishY = (window.RobotRace.scene ? window.RobotRace.scene.finishY
+  : Math.max((hud ? hud.offsetHeight : 60) + 20, 48)) * scale;
 var skipFrom = finishY - 24 * scale, skipTo = finishY + 10 * scale;
 var out = [];
 for (var i = 0; i < lanes; i++) out.push({ cyan: 0, magenta: 0, yellow: 0 });
@@ -1102,11 +1107,14 @@ async fn browser_phone_taps() {
 }
 
 /// Submits the form on the current page with `name` (typed with real keys, after removing the
-/// `required` and `maxlength` attributes, so the server's own check is what answers).
+/// `required` and `maxlength` attributes, and enabling a form the page shows disabled (a full
+/// game), so the server's own check is what answers).
 async fn submit_name(b: &Browser, button: &str, name: &str) {
     b.js(
         "var f = document.getElementById('name'); f.removeAttribute('required'); \
-         f.removeAttribute('maxlength'); f.form.noValidate = true; return true;",
+         f.removeAttribute('maxlength'); f.form.noValidate = true; \
+         f.form.querySelectorAll(':disabled').forEach(function (e) { e.disabled = false; }); \
+         return true;",
         vec![],
     )
     .await;
@@ -1264,3 +1272,5 @@ async fn browser_cross_site_form_is_refused() {
     assert_eq!(got[1], false, "eleven emoji should not: {got}");
     b.close().await;
 }
+
+mod polish;

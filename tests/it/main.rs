@@ -8,4 +8,5 @@ mod deploy;
 mod faults;
 mod hardening;
 mod helpers;
+mod pages;
 mod single;
