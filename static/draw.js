@@ -221,17 +221,20 @@
       var p = Math.max(0, Math.min(1, Number(lane.progress) || 0));
       var x = laneW * (j + 0.5);
       var y = yBottom - p * travel;
+      // a robot whose player is away is drawn faded, with "AWAY" over it
+      var dim = lane.away ? 0.35 : 1;
+      ctx.globalAlpha = dim;
 
       // trail from the start to the robot
       if (y < yBottom - 1) {
         var grad = ctx.createLinearGradient(0, yBottom, 0, y);
         grad.addColorStop(0, "rgba(0,0,0,0)");
         grad.addColorStop(1, color);
-        ctx.globalAlpha = 0.45;
+        ctx.globalAlpha = 0.45 * dim;
         ctx.fillStyle = grad;
         var tw = Math.max(2, Math.round(size * 0.18));
         ctx.fillRect(Math.round(x - tw / 2), y, tw, yBottom - y);
-        ctx.globalAlpha = 1;
+        ctx.globalAlpha = dim;
       }
 
       drawRobot(ctx, x, y, size, color, { you: lane.you, winner: lane.winner });
@@ -247,7 +250,8 @@
       labels.push(box);
 
       // "YOU" / "WIN!" above it, or under the name when the robot is up at the finish line
-      var above = lane.winner ? (lane.you && !rotated ? "YOU WIN!" : "WIN!") : (lane.you ? "YOU" : "");
+      var above = lane.winner ? (lane.you && !rotated ? "YOU WIN!" : "WIN!") :
+        (lane.away ? "AWAY" : (lane.you ? "YOU" : ""));
       if (above) {
         var antenna = Math.max(1, Math.round(size / 10)) * 4;
         var ay = y - size / 2 - antenna - pad - 5;
@@ -259,6 +263,7 @@
           drawLabel(ctx, above, x, ay, tagMax, px, tagColor, "bottom");
         }
       }
+      ctx.globalAlpha = 1;
     }
     ctx.restore();
     return { finishY: finishY, yBottom: yBottom, size: size, rotated: rotated, labels: labels,

@@ -42,6 +42,8 @@
       winnerName: $("winner-name"),
       leaderboardTitle: $("leaderboard-title"),
       leaderboard: $("leaderboard"),
+      leave: $("leave"),
+      leaveAgain: $("leave-again"),
       playAgain: $("play-again"),
       waitingAgain: $("waiting-again"),
       connection: $("connection"),
@@ -51,6 +53,10 @@
     var gameId = root.getAttribute("data-game-id") || "";
     var myId = root.getAttribute("data-robot-id") || "";
     var isAdmin = root.getAttribute("data-admin") === "true";
+    // the big-screen view (/watch/<id>): the same page, read only
+    var spectator = root.getAttribute("data-spectator") === "true";
+    var leaving = false;     // this player pressed Leave: go once the server has it
+    var wasIn = false;       // our robot has been in a view (so its absence means removed)
 
     var game = null;
     var shown = {};          // robot id -> displayed progress (0..1), eased toward the score
@@ -189,9 +195,50 @@
       show(list, board.length > 0);
     }
 
+    function adminOf(g) {
+      var robots = (g && g.robots) || [];
+      for (var i = 0; i < robots.length; i++) {
+        if (robots[i].admin) return robots[i];
+      }
+      return null;
+    }
+
+    function mine(g) {
+      var robots = (g && g.robots) || [];
+      for (var i = 0; i < robots.length; i++) {
+        if (robots[i].id === myId) return robots[i];
+      }
+      return null;
+    }
+
+    // Presence, hand-over and leaving, as the server decided them (PROTOCOL.md, "presence").
+    function followPlayers(prev, next) {
+      if (spectator || !myId) return;
+      var me = mine(next);
+      if (!me) {
+        if (leaving) { location.href = "/"; return; }
+        if (wasIn) {
+          showMessage("You were away too long and left the game. Join again?", 0);
+          setTimeout(function () { location.href = "/join/" + gameId; }, 2500);
+        }
+        return;
+      }
+      wasIn = true;
+      if (leaving && me.connected === false) { location.href = "/"; return; }
+      isAdmin = !!me.admin;
+      var before = adminOf(prev);
+      var after = adminOf(next);
+      if (prev && before && after && before.id !== after.id) {
+        showMessage(after.id === myId ? "You are the host now" :
+          String(after.name) + " is the host now", 4000);
+      }
+    }
+
     function applyGame(g) {
       var prevState = game ? game.state : null;
+      var prevGame = game;
       game = g;
+      followPlayers(prevGame, g);
       var robots = game.robots || [];
       var target = Number(game.winning_score) || 1;
       var seen = {};
@@ -286,6 +333,7 @@
           progress: r.id in shown ? shown[r.id] : 0,
           color: colorFor(i),
           you: r.id === myId,
+          away: r.connected === false,
           winner: finished && game.winner === r.id
         };
       });
@@ -350,6 +398,7 @@
     // ---------- input
 
     function press() {
+      if (spectator) return;
       if (game && game.state === "playing") send({ type: "score_point" });
     }
 
@@ -392,6 +441,18 @@
 
     onClick(el.startCountdown, function () { send({ type: "start_countdown" }); });
     onClick(el.playAgain, function () { send({ type: "play_again" }); });
+    function leave() {
+      if (!send({ type: "leave" })) {
+        showMessage("Not connected: try again in a moment", 3000);
+        return;
+      }
+      leaving = true;
+      showMessage("Leaving…", 0);
+      // the server's answer takes us to the lobby; if it does not come, go anyway
+      setTimeout(function () { location.href = "/"; }, 3000);
+    }
+    onClick(el.leave, leave);
+    onClick(el.leaveAgain, leave);
 
     var copyTimer = 0;
     onClick(el.copyInvite, function () {
@@ -423,7 +484,7 @@
 
     // a test/debug hook (read only)
     RR.current = function () {
-      return { game: game, robotId: myId, admin: isAdmin,
+      return { game: game, robotId: myId, admin: isAdmin, spectator: spectator,
         lastVersion: conn ? conn.lastVersion() : -Infinity,
         connected: !!(conn && conn.connected()) };
     };
@@ -435,7 +496,8 @@
         showMessage("This game has ended", 0);
         location.href = "/?ended=gone";
       },
-      onRefused: function () { location.href = "/join/" + gameId; }
+      onRefused: function () { location.href = spectator ? "/" : "/join/" + gameId; },
+      watch: spectator
     });
   }
 

@@ -7,7 +7,8 @@
  *                                    // draw (the version is then not taken as drawn)
  *     onStatus: function (ok) {},    // true once the server speaks on a socket, false when it closes
  *     onEnded: function () {},       // the API says the game is gone (404): reconnecting stopped
- *     onRefused: function () {}      // the game exists but this player keeps being refused
+ *     onRefused: function () {},     // the game exists but this player keeps being refused
+ *     watch: false                   // true: a spectator's socket (/ws/<id>?watch=1, no token)
  *   });
  *   conn.send(obj) -> bool; conn.connected() -> bool; conn.lastVersion() -> number; conn.close()
  *
@@ -46,8 +47,9 @@
     } catch (e) { token = ""; }
 
     function wsUrl() {
+      var query = handlers.watch ? "?watch=1" : (token ? "?token=" + encodeURIComponent(token) : "");
       return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + gameId +
-        (token ? "?token=" + encodeURIComponent(token) : "");
+        query;
     }
 
     function send(obj) {

@@ -507,7 +507,12 @@ impl Player {
             .await
             .expect("no welcome message");
         assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
-        player.robot_id = welcome["robot_id"].as_str().unwrap().to_owned();
+        // Empty for a spectator (`"robot_id": null`).
+        player.robot_id = welcome["robot_id"].as_str().unwrap_or("").to_owned();
+        assert!(
+            welcome["robot_id"].is_string() || welcome["robot_id"].is_null(),
+            "{welcome}"
+        );
         player.admin = welcome["admin"].as_bool().unwrap();
         player
     }

@@ -9,4 +9,5 @@ mod faults;
 mod hardening;
 mod helpers;
 mod pages;
+mod party;
 mod single;
