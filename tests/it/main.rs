@@ -9,3 +9,4 @@ mod faults;
 mod hardening;
 mod helpers;
 mod single;
+mod topology;

@@ -1,0 +1,1 @@
+//! Redis Sentinel: follow failovers.
