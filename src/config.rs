@@ -42,6 +42,31 @@ pub struct Config {
     #[arg(long, env = "REDIS_TLS_INSECURE")]
     pub redis_tls_insecure: bool,
 
+    /// Redis Sentinels to ask for the master, comma separated (`host:port`, or
+    /// `rediss://host:port` for TLS to the Sentinels and the master). The server follows every
+    /// failover. Takes the place of -redis; -redis-password is the master's password.
+    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinel: Vec<String>,
+
+    /// The name the Sentinels monitor the master under.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    pub redis_sentinel_master: String,
+
+    /// The Sentinels' own password (their `requirepass`), when they have one.
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub redis_sentinel_password: Option<String>,
+
+    /// How to hear other servers' game updates: `pattern` (PSUBSCRIBE game:*, every game) or
+    /// `per-game` (SUBSCRIBE game:<id> only while this server has players in that game, so its
+    /// pub/sub traffic follows its own games, not the whole cluster's).
+    #[arg(long, env = "REDIS_SUBSCRIBE", value_enum, default_value_t = Subscribe::Pattern)]
+    pub subscribe: Subscribe,
+
     /// This server's id in the cluster (logs, /health, ownership). Random when not set.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
@@ -96,6 +121,15 @@ pub struct Config {
     pub trust_proxy: bool,
 }
 
+/// `-subscribe`: how a server hears other servers' game updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Subscribe {
+    /// `PSUBSCRIBE game:*`: every game's updates.
+    Pattern,
+    /// `SUBSCRIBE game:<id>` while this server has players in the game.
+    PerGame,
+}
+
 /// A start-up configuration error.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -131,6 +165,15 @@ impl Config {
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
+    }
+
+    /// The Sentinels given, if any (empty entries ignored).
+    pub fn sentinels(&self) -> Vec<&str> {
+        self.redis_sentinel
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -235,6 +278,24 @@ mod tests {
         let c = parse(&["-redis-password", "-secret-", "-idle-timeout-secs=5"]);
         assert_eq!(c.redis_password.as_deref(), Some("-secret-"));
         assert_eq!(c.idle_timeout_secs, 5);
+    }
+
+    #[test]
+    fn topology_flags() {
+        let c = parse(&["-redis", "h:1"]);
+        assert_eq!(c.subscribe, Subscribe::Pattern);
+        assert!(c.sentinels().is_empty());
+        assert_eq!(c.redis_sentinel_master, "mymaster");
+        let c = parse(&[
+            "-subscribe",
+            "per-game",
+            "-redis-sentinel",
+            "a:26379,b:26380",
+            "-redis-sentinel-master=games",
+        ]);
+        assert_eq!(c.subscribe, Subscribe::PerGame);
+        assert_eq!(c.sentinels(), ["a:26379", "b:26380"]);
+        assert_eq!(c.redis_sentinel_master, "games");
     }
 
     #[test]

@@ -41,7 +41,8 @@ use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{web as aweb, App, HttpServer};
 
 use crate::bus::local::LocalBus;
-use crate::bus::redis::{redis_client, RedisBus, RedisConfig};
+use crate::bus::redis::sentinel::Sentinels;
+use crate::bus::redis::{redis_client, RedisBus, RedisConfig, Subscribe, Target};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::node::{Metrics, Node, Timing};
@@ -71,27 +72,22 @@ impl Application {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| nanoid::nanoid!(43));
         let tokens = Arc::new(Tokens::new(secret.as_bytes()));
-        let bus: Arc<dyn Bus> = match config.redis_addr() {
+        let bus: Arc<dyn Bus> = match redis_target(&config)? {
             None => {
                 log::info!("Redis pub/sub disabled - running in single-server mode");
                 Arc::new(LocalBus::single(node_id))
             }
-            Some(raw) => {
-                let (client, addr) = redis_client(
-                    raw,
-                    config.redis_password.as_deref(),
-                    config.redis_tls_insecure,
-                )
-                .map_err(|e| config::ConfigError::Redis(raw.to_owned(), e))?;
-                Arc::new(RedisBus::new(RedisConfig {
-                    node_id,
-                    client,
-                    addr,
-                    lease: config.owner_lease(),
-                    tokens: tokens.clone(),
-                    explicit_secret: config.secret.is_some(),
-                }))
-            }
+            Some(target) => Arc::new(RedisBus::new(RedisConfig {
+                node_id,
+                target,
+                subscribe: match config.subscribe {
+                    config::Subscribe::Pattern => Subscribe::Pattern,
+                    config::Subscribe::PerGame => Subscribe::PerGame,
+                },
+                lease: config.owner_lease(),
+                tokens: tokens.clone(),
+                explicit_secret: config.secret.is_some(),
+            })),
         };
         let mut timing = Timing::new(config.idle_timeout(), config.owner_lease());
         timing.presence.handover = config.host_handover();
@@ -165,6 +161,35 @@ impl Application {
         });
         self.server.await
     }
+}
+
+/// Which Redis the configuration names: the Sentinels' master, one Redis, or none.
+fn redis_target(config: &Config) -> Result<Option<Target>, config::ConfigError> {
+    let sentinels = config.sentinels();
+    if !sentinels.is_empty() {
+        let sentinels = Sentinels::new(
+            &sentinels,
+            &config.redis_sentinel_master,
+            config.redis_password.as_deref(),
+            config.redis_sentinel_password.as_deref(),
+            config.redis_tls_insecure,
+        )
+        .map_err(|e| config::ConfigError::Redis(sentinels.join(","), e))?;
+        return Ok(Some(Target::Sentinel(Arc::new(sentinels))));
+    }
+    let Some(raw) = config.redis_addr() else {
+        return Ok(None);
+    };
+    let (client, addr) = redis_client(
+        raw,
+        config.redis_password.as_deref(),
+        config.redis_tls_insecure,
+    )
+    .map_err(|e| config::ConfigError::Redis(raw.to_owned(), e))?;
+    Ok(Some(Target::Single {
+        client: Box::new(client),
+        addr,
+    }))
 }
 
 /// Pages load only our own scripts, styles and fonts, talk only to our own WebSocket, and may

@@ -113,6 +113,27 @@ pub trait BusEvents: Send + Sync + 'static {
     fn saved(&self, game_id: &str, version: u64, result: SaveResult);
     /// The connection to Redis came up (subscriptions in place) or went down.
     fn connection(&self, up: bool);
+    /// A per-game subscription asked for with [`Bus::interest`] is in place: whatever was
+    /// published on `game:<game_id>` before it was not heard here, so read the state again.
+    fn subscribed(&self, _game_id: &str) {}
+}
+
+/// Which Redis set-up the bus speaks to, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// `single-redis`, `sentinel` or `cluster`.
+    pub kind: &'static str,
+    /// Sentinel: the master's `host:port` now (none until the Sentinels have named one).
+    pub master: Option<String>,
+}
+
+/// Pub/sub messages received from Redis, used or not, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PubSubCounts {
+    /// On game channels (`game:<id>`).
+    pub game: u64,
+    /// In this server's inbox (`node:<node_id>`).
+    pub inbox: u64,
 }
 
 /// The game layer's view of the cluster.
@@ -169,6 +190,33 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Writes done (saves and ends), for `/metrics`.
     fn writes_done(&self) -> u64;
+
+    /// This server has (`wanted`) or no longer has local players or pending commands in a
+    /// game. A bus that subscribes per game (`-subscribe per-game`) hears `game:<id>` only
+    /// while wanted, and reports [`BusEvents::subscribed`] once it does; the others hear
+    /// every game anyway.
+    fn interest(&self, _game_id: &str, _wanted: bool) {}
+
+    /// Whether every game's updates reach this server (pattern subscription, or one process),
+    /// so a copy of a game nobody here plays is kept up to date.
+    fn hears_every_game(&self) -> bool {
+        true
+    }
+
+    /// The Redis set-up, for `/health` (`None`: no Redis).
+    fn topology(&self) -> Option<Topology> {
+        None
+    }
+
+    /// Pub/sub messages received from Redis, for `/metrics`.
+    fn pubsub_received(&self) -> PubSubCounts {
+        PubSubCounts::default()
+    }
+
+    /// Commands sent to Redis (each command of a pipeline counted), for `/metrics`.
+    fn commands_sent(&self) -> u64 {
+        0
+    }
 }
 
 /// How long a server's heartbeat key lives: a crashed server's games are taken over this long

@@ -17,7 +17,7 @@ pub(super) struct Events {
 
 impl BusEvents for Events {
     fn relayed(&self, game_id: &str, payload: &[u8]) {
-        // Every server hears every game (pattern mode): decode only what we hold.
+        // In pattern mode every server hears every game: decode only what we hold.
         let Some(handle) = self.shared.games.get(game_id) else {
             return;
         };
@@ -84,6 +84,12 @@ impl BusEvents for Events {
     fn saved(&self, game_id: &str, version: u64, result: crate::bus::SaveResult) {
         if let Some(handle) = self.shared.games.get(game_id) {
             deliver(&handle, GameMsg::Saved { version, result });
+        }
+    }
+
+    fn subscribed(&self, game_id: &str) {
+        if let Some(handle) = self.shared.games.get(game_id) {
+            deliver(&handle, GameMsg::Subscribed);
         }
     }
 

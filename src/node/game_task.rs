@@ -86,6 +86,9 @@ pub enum GameMsg {
     Bus {
         up: bool,
     },
+    /// The bus now relays this game's channel (per-game subscriptions): read the state again,
+    /// for what was published before.
+    Subscribed,
     /// The owner's heartbeat is gone.
     OwnerGone,
     /// Shutdown, step 1: close local sessions; answer when they are gone.
@@ -122,6 +125,11 @@ pub struct GameTask {
     /// Replicated through a bus (false: single-server mode, changes commit at once).
     replicated: bool,
     sessions: Sessions,
+    /// What the bus was last told of this server's interest in the game ([`Bus::interest`]):
+    /// local players, or commands of ours not yet acknowledged.
+    ///
+    /// [`Bus::interest`]: crate::bus::Bus::interest
+    interested: bool,
     origin: Origin,
     /// Forwarded commands waiting for ownership to settle.
     held: Vec<Command>,
@@ -173,6 +181,7 @@ impl GameTask {
             game: None,
             role: Role::Resolving { claiming: false },
             replicated,
+            interested: false,
             held: Vec::new(),
             dirty: false,
             in_flight: None,
@@ -223,12 +232,38 @@ impl GameTask {
                 self.game.as_ref().map(|g| g.state),
                 !self.sessions.is_empty(),
             );
+            self.tell_interest();
             let deadline = self.next_deadline();
             if sleep.deadline() != deadline {
                 sleep.as_mut().reset(deadline);
             }
         }
+        if self.interested {
+            self.shared.bus.interest(&self.id, false);
+        }
         self.shared.forget(&self.id, &self.info);
+    }
+
+    /// Tells the bus when this server starts or stops needing the game's updates: while it
+    /// has players here, or commands of ours wait for a committed state to show them.
+    fn tell_interest(&mut self) {
+        let wanted = self.replicated
+            && !self.done
+            && (!self.sessions.is_empty()
+                || !self.origin.unacked.is_empty()
+                || self.origin.has_joins());
+        if wanted != self.interested {
+            self.interested = wanted;
+            self.shared.bus.interest(&self.id, wanted);
+        }
+    }
+
+    /// A copy of a game nobody here plays, on a bus that relays only the games we play: it
+    /// may be behind, so a reader gets it read again first.
+    fn may_be_stale(&self) -> bool {
+        matches!(self.role, Role::Replica { .. })
+            && !self.interested
+            && !self.shared.bus.hears_every_game()
     }
 
     fn ctx(&self) -> Ctx {
@@ -290,6 +325,12 @@ impl GameTask {
     fn handle(&mut self, msg: GameMsg) {
         match msg {
             GameMsg::Get(reply) => match &self.game {
+                Some(_) if self.may_be_stale() => {
+                    self.waiting.push(reply);
+                    if self.waiting.len() == 1 {
+                        self.reload();
+                    }
+                }
                 Some(game) if !self.fresh || self.shown > 0 => {
                     let _ = reply.send(Ok(game.clone()));
                 }
@@ -338,6 +379,11 @@ impl GameTask {
                 let (role, actions) = role::on_bus(&self.role, up);
                 self.set_role(role);
                 self.act(&actions);
+            }
+            GameMsg::Subscribed => {
+                if matches!(self.role, Role::Replica { .. }) {
+                    self.reload();
+                }
             }
             GameMsg::OwnerGone => self.doubt(),
             GameMsg::Drain(reply) => {

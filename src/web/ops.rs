@@ -21,16 +21,23 @@ fn mode_and_redis(state: &AppState) -> (&'static str, &'static str) {
 pub(super) async fn health(state: web::Data<AppState>) -> impl Responder {
     let (mode, redis) = mode_and_redis(&state);
     let stats = state.node.stats();
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "mode": mode,
+        "redis": redis,
+        "node_id": state.node.node_id(),
+        "connections": state.node.metrics().connections.load(Relaxed),
+        "games": stats.owned + stats.replicas,
+    });
+    if let Some(topology) = state.node.bus().topology() {
+        body["topology"] = topology.kind.into();
+        if topology.kind == "sentinel" {
+            body["redis_master"] = topology.master.into();
+        }
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "status": "ok",
-            "mode": mode,
-            "redis": redis,
-            "node_id": state.node.node_id(),
-            "connections": state.node.metrics().connections.load(Relaxed),
-            "games": stats.owned + stats.replicas,
-        }))
+        .json(body)
 }
 
 /// The live `/_stats` page: the number large, kept current by `static/stats.js`, which polls
@@ -171,7 +178,24 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
     for (name, help, value) in counters {
         metric(name, "counter", help, &[("", value)]);
     }
-    let status = state.node.bus().status();
+    let bus = state.node.bus();
+    metric(
+        "redis_commands_total",
+        "counter",
+        "Commands sent to Redis (each command of a pipeline counted).",
+        &[("", bus.commands_sent())],
+    );
+    let heard = bus.pubsub_received();
+    metric(
+        "pubsub_messages_received_total",
+        "counter",
+        "Pub/sub messages received from Redis, used or not: on game channels, and in this server's inbox.",
+        &[
+            ("{channel=\"game\"}", heard.game),
+            ("{channel=\"inbox\"}", heard.inbox),
+        ],
+    );
+    let status = bus.status();
     if status != BusStatus::Local {
         metric(
             "redis_up",

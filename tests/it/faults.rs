@@ -17,7 +17,7 @@ use crate::helpers::*;
 const LEASE_MS: u64 = 1000;
 /// Five presses a second per player: a human pace, far under the 30/s rate limit, also when a
 /// frozen server reads three seconds of them at once.
-const PRESS_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const PRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// A server on `redis` named `name` (with the short lease when `lease`), once it says it is
 /// connected.
@@ -50,7 +50,7 @@ fn cluster(n: usize, lease: bool) -> (Redis, Vec<Server>) {
 /// A game created on `servers[0]` (so it owns it), winning score 1000, countdown 0, with six
 /// players, two connected to each server (p0, p1 on server 0, p2, p3 on server 1…), each
 /// knowing every server. Started; every player sees `playing`.
-async fn six_players_racing(servers: &[Server]) -> Vec<RacingPlayer> {
+pub(crate) async fn six_players_racing(servers: &[Server]) -> Vec<RacingPlayer> {
     let refs: Vec<&Server> = servers.iter().collect();
     let n = servers.len();
     let admin = servers[0].api().create("p0", 1000, 0).await;
@@ -152,7 +152,7 @@ fn versions_with_two_states(players: &[RacingPlayer]) -> Option<String> {
 
 /// (c) Each robot's final score is the presses its player sent minus those answered with an
 /// error: every press applied once or answered, none lost, none counted twice.
-fn presses_not_accounted_for(
+pub(crate) fn presses_not_accounted_for(
     players: &[RacingPlayer],
     agreed: &Option<BTreeMap<String, u64>>,
 ) -> Option<String> {
@@ -183,7 +183,7 @@ fn presses_not_accounted_for(
 }
 
 /// Per player: where it is, what it sent, what it got; then each one's final screen.
-fn report(players: &[RacingPlayer]) -> String {
+pub(crate) fn report(players: &[RacingPlayer]) -> String {
     let names = robot_names(players);
     let mut out = String::from("players:\n");
     for p in players {
@@ -198,7 +198,7 @@ fn report(players: &[RacingPlayer]) -> String {
 }
 
 /// The lines of each server's log that tell about ownership and trouble.
-fn notable_logs(servers: &[Server]) -> String {
+pub(crate) fn notable_logs(servers: &[Server]) -> String {
     let mut out = String::new();
     for (i, s) in servers.iter().enumerate() {
         let all = s.logs.all();
@@ -220,7 +220,10 @@ fn notable_logs(servers: &[Server]) -> String {
     out
 }
 
-fn agreement(players: &[RacingPlayer], agreed: &Option<BTreeMap<String, u64>>) -> Option<String> {
+pub(crate) fn agreement(
+    players: &[RacingPlayer],
+    agreed: &Option<BTreeMap<String, u64>>,
+) -> Option<String> {
     if agreed.is_some() {
         return None;
     }

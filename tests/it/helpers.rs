@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn follow(
+    pub fn follow(
         &self,
         stream: impl std::io::Read + Send + 'static,
         tx: Option<mpsc::Sender<String>>,

@@ -11,3 +11,4 @@ mod helpers;
 mod pages;
 mod party;
 mod single;
+mod topology;

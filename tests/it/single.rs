@@ -393,6 +393,10 @@ fn help_lists_every_flag_with_its_env_and_bad_redis_urls_fail_at_start() {
         ("--idle-timeout-secs", "IDLE_TIMEOUT_SECS"),
         ("--allowed-origins", "ALLOWED_ORIGINS"),
         ("--trust-proxy", "TRUST_PROXY"),
+        ("--redis-sentinel", "REDIS_SENTINELS"),
+        ("--redis-sentinel-master", "REDIS_SENTINEL_MASTER"),
+        ("--redis-sentinel-password", "REDIS_SENTINEL_PASSWORD"),
+        ("--subscribe", "REDIS_SUBSCRIBE"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(

@@ -1,10 +1,13 @@
-//! The Redis bus: one Redis shared by every server of a cluster.
+//! The Redis bus: one Redis shared by every server of a cluster (or the master that Redis
+//! Sentinel names, followed through failovers: [`sentinel`]).
 //!
 //! Three tasks, started by [`RedisBus::start`]:
 //! - the *supervisor* connects (PING, scripts, the shared token secret), subscribes to
-//!   `game:*` and this server's inbox, beats the heartbeat, hands every message to the
-//!   [`BusEvents`], and when the connection breaks retries every [`RETRY`] — so the first
-//!   reconnect comes within a fraction of a second of Redis being back;
+//!   `game:*` (or, with [`Subscribe::PerGame`], to `game:<id>` for each game this server has
+//!   players in, as [`Bus::interest`] says) and this server's inbox, beats the heartbeat, hands
+//!   every message to the [`BusEvents`], and when the connection breaks retries every
+//!   [`RETRY`] — so the first reconnect comes within a fraction of a second of Redis being
+//!   back;
 //! - the *writer* ([`writer`]) sends queued saves as one pipelined round trip and reports each
 //!   result;
 //! - the *publisher* sends inbox messages in order, pipelined.
@@ -12,11 +15,13 @@
 //! Keys, channels and scripts: [`scripts`].
 
 mod scripts;
+pub mod sentinel;
 mod supervisor;
 mod writer;
 
 pub use scripts::{alive_key, game_channel, inbox_channel, owner_key, state_key};
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -27,8 +32,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::scripts::{Scripts, CREATED_KEY, STATE_TTL_SECS};
+use self::sentinel::Sentinels;
 use self::writer::{Outbox, Writes};
-use super::{BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Renewal, Save, SaveOutcome};
+use super::{
+    BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, PubSubCounts, Renewal, Save, SaveOutcome,
+    Topology,
+};
 use crate::token::Tokens;
 
 /// Time allowed for connecting, and for any one Redis reply.
@@ -39,14 +48,31 @@ const RETRY: Duration = Duration::from_millis(100);
 /// How to reach Redis.
 pub struct RedisConfig {
     pub node_id: String,
-    pub client: Client,
-    /// `host:port` for logs (never the password).
-    pub addr: String,
+    pub target: Target,
+    /// How game updates are heard: every game, or the games this server has players in.
+    pub subscribe: Subscribe,
     pub lease: Duration,
     /// Adopts the cluster's shared secret on connect, so every server accepts every token.
     pub tokens: Arc<Tokens>,
     /// An operator-set secret wins over the one shared in Redis.
     pub explicit_secret: bool,
+}
+
+/// Which Redis to connect to.
+pub enum Target {
+    /// One Redis at a fixed address (`addr`: `host:port` for logs, never the password).
+    Single { client: Box<Client>, addr: String },
+    /// Whichever master the Sentinels name, asked again on every (re)connect.
+    Sentinel(Arc<Sentinels>),
+}
+
+/// How a server hears game updates (`-subscribe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribe {
+    /// `PSUBSCRIBE game:*`: every game's updates, whoever plays it.
+    Pattern,
+    /// `SUBSCRIBE game:<id>` only for the games this server has players in.
+    PerGame,
 }
 
 /// The Redis bus. Every method the game layer calls on the hot path returns at once.
@@ -71,6 +97,17 @@ struct Inner {
     stopped: AtomicBool,
     /// Saves and ends written, for `/metrics`.
     writes_done: AtomicU64,
+    /// Commands sent to Redis, for `/metrics`.
+    commands: AtomicU64,
+    /// Pub/sub messages received on game channels and in the inbox, for `/metrics`.
+    heard_game: AtomicU64,
+    heard_inbox: AtomicU64,
+    /// The `host:port` connected to last (with Sentinel: the master), for logs and `/health`.
+    current: Mutex<Option<String>>,
+    /// Per-game mode: the games whose channel this server wants to hear.
+    wanted: Mutex<HashSet<String>>,
+    /// `wanted` changed: the supervisor subscribes or unsubscribes.
+    interest_changed: Notify,
 }
 
 /// Turns `-redis`/`REDIS_URL` (+ `-redis-password`) into a client; the error is for humans.
@@ -120,6 +157,12 @@ impl RedisBus {
                 scripts: Scripts::new(),
                 stopped: AtomicBool::new(false),
                 writes_done: AtomicU64::new(0),
+                commands: AtomicU64::new(0),
+                heard_game: AtomicU64::new(0),
+                heard_inbox: AtomicU64::new(0),
+                current: Mutex::new(None),
+                wanted: Mutex::new(HashSet::new()),
+                interest_changed: Notify::new(),
             }),
         }
     }
@@ -138,11 +181,27 @@ impl Inner {
         self.config.lease.as_millis() as u64
     }
 
+    /// Counts `n` commands sent to Redis.
+    fn sent(&self, n: usize) {
+        self.commands.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Where this bus connects, for logs: the address, or the Sentinels and the master name.
+    fn target(&self) -> String {
+        match &self.config.target {
+            Target::Single { addr, .. } => addr.clone(),
+            Target::Sentinel(sentinels) => sentinels.describe(),
+        }
+    }
+
     /// Logs a failed Redis call; a broken connection makes the supervisor reconnect.
     fn failed(&self, what: &str, e: &redis::RedisError) {
         log::warn!("Redis {what} failed: {e}");
         let no_script = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || no_script {
+        // A master demoted by a failover answers writes with READONLY: find the new one.
+        let read_only = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || no_script || read_only
+        {
             self.reconnect.notify_one();
         }
     }
@@ -154,6 +213,7 @@ impl Inner {
         fallback: &str,
         dead_owner: &str,
     ) -> RedisResult<(u8, String)> {
+        self.sent(1);
         self.scripts
             .claim
             .key(owner_key(game_id))
@@ -241,6 +301,7 @@ impl Bus for RedisBus {
                 match answer {
                     Ok((1, stored)) => return Claim::Claimed { stored },
                     Ok((2, owner)) if owner != dead && dead.is_empty() => {
+                        inner.sent(1);
                         let alive: RedisResult<bool> = redis::cmd("EXISTS")
                             .arg(alive_key(&owner))
                             .query_async(&mut conn)
@@ -275,6 +336,7 @@ impl Bus for RedisBus {
         let game_id = game_id.to_owned();
         Box::pin(async move {
             let mut conn = self.inner.conn().ok_or(BusDown)?;
+            self.inner.sent(1);
             redis::cmd("GET")
                 .arg(state_key(&game_id))
                 .query_async(&mut conn)
@@ -304,6 +366,7 @@ impl Bus for RedisBus {
                     .arg(inner.node_id())
                     .arg(inner.lease_ms());
             }
+            inner.sent(game_ids.len());
             match pipe.query_async::<Vec<i64>>(&mut conn).await {
                 Ok(answers) => {
                     let answers = answers
@@ -334,6 +397,7 @@ impl Bus for RedisBus {
             for node in &nodes {
                 pipe.cmd("EXISTS").arg(alive_key(node));
             }
+            self.inner.sent(nodes.len());
             match pipe.query_async::<Vec<bool>>(&mut conn).await {
                 Ok(alive) => alive,
                 Err(e) => {
@@ -367,6 +431,7 @@ impl Bus for RedisBus {
                     .ignore();
             }
             pipe.cmd("DEL").arg(alive_key(inner.node_id())).ignore();
+            inner.sent(game_ids.len() + 1);
             let released =
                 tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
             match released {
@@ -391,6 +456,7 @@ impl Bus for RedisBus {
     fn games_created(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async move {
             let mut conn = self.inner.conn()?;
+            self.inner.sent(1);
             let n: Option<u64> = tokio::time::timeout(
                 REDIS_TIMEOUT,
                 redis::cmd("GET").arg(CREATED_KEY).query_async(&mut conn),
@@ -403,11 +469,60 @@ impl Bus for RedisBus {
     }
 
     fn describe(&self) -> String {
-        self.inner.config.addr.clone()
+        match &self.inner.config.target {
+            Target::Single { addr, .. } => addr.clone(),
+            Target::Sentinel(_) => lock(&self.inner.current)
+                .clone()
+                .unwrap_or_else(|| self.inner.target()),
+        }
     }
 
     fn writes_done(&self) -> u64 {
         self.inner.writes_done.load(Ordering::Relaxed)
+    }
+
+    fn interest(&self, game_id: &str, wanted: bool) {
+        if self.inner.config.subscribe != Subscribe::PerGame {
+            return;
+        }
+        let mut games = lock(&self.inner.wanted);
+        let changed = if wanted {
+            games.insert(game_id.to_owned())
+        } else {
+            games.remove(game_id)
+        };
+        drop(games);
+        if changed {
+            self.inner.interest_changed.notify_one();
+        }
+    }
+
+    fn hears_every_game(&self) -> bool {
+        self.inner.config.subscribe == Subscribe::Pattern
+    }
+
+    fn topology(&self) -> Option<Topology> {
+        Some(match &self.inner.config.target {
+            Target::Single { .. } => Topology {
+                kind: "single-redis",
+                master: None,
+            },
+            Target::Sentinel(_) => Topology {
+                kind: "sentinel",
+                master: lock(&self.inner.current).clone(),
+            },
+        })
+    }
+
+    fn pubsub_received(&self) -> PubSubCounts {
+        PubSubCounts {
+            game: self.inner.heard_game.load(Ordering::Relaxed),
+            inbox: self.inner.heard_inbox.load(Ordering::Relaxed),
+        }
+    }
+
+    fn commands_sent(&self) -> u64 {
+        self.inner.commands.load(Ordering::Relaxed)
     }
 }
 

@@ -154,6 +154,7 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
     if created > 0 {
         pipe.cmd("INCRBY").arg(CREATED_KEY).arg(created).ignore();
     }
+    inner.sent(batch.len() + usize::from(created > 0));
     let sent_at = Instant::now();
     match pipe.query_async::<Vec<i64>>(&mut conn).await {
         Ok(answers) => {
@@ -192,6 +193,7 @@ pub async fn publish_loop(inner: Arc<Inner>) {
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
         }
+        inner.sent(batch.len());
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             inner.failed("publish", &e);
         }

@@ -236,6 +236,10 @@ impl GameTask {
             Err(_) if self.game.is_none() => self.end(NodeError::Unavailable, false),
             Err(_) => {}
         }
+        // Readers waiting for a copy read again (see `may_be_stale`) get what we have now.
+        if self.game.is_some() && !self.done && !matches!(self.role, Role::Owner(_)) {
+            self.settled();
+        }
     }
 
     /// A committed state from elsewhere: show it, and forget our commands it shows applied.
