@@ -47,8 +47,8 @@ pub enum GameMsg {
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Disconnect(SessionId),
-    /// A local player's command.
-    Client(SessionId, ClientMsg),
+    /// A local player's command, and when it reached this server.
+    Client(SessionId, ClientMsg, Instant),
     /// Add a robot; answered once the robot is committed.
     Join {
         robot_id: String,
@@ -108,6 +108,8 @@ pub enum Start {
 /// A save sent and not answered yet.
 struct InFlight {
     version: u64,
+    /// When the presses it includes reached us (for `press_to_broadcast`).
+    presses: Vec<Instant>,
     /// What players see once it is committed.
     frame: ByteString,
     /// The last of our own commands it includes.
@@ -135,6 +137,10 @@ pub struct GameTask {
     held: Vec<Command>,
     /// Applied and not yet sent to the bus.
     dirty: bool,
+    /// When the presses applied since the last save reached us.
+    presses: Vec<Instant>,
+    /// When the command being routed reached this server (a local player's).
+    arrival: Option<Instant>,
     in_flight: Option<InFlight>,
     /// The newest version shown to local players.
     shown: u64,
@@ -184,6 +190,8 @@ impl GameTask {
             interested: false,
             held: Vec::new(),
             dirty: false,
+            presses: Vec::new(),
+            arrival: None,
             in_flight: None,
             shown: 0,
             layout_changed: true,
@@ -349,7 +357,7 @@ impl GameTask {
                 self.sessions.remove(session);
                 self.presence_check = true;
             }
-            GameMsg::Client(session, msg) => self.client(session, msg),
+            GameMsg::Client(session, msg, at) => self.client(session, msg, at),
             GameMsg::Join {
                 robot_id,
                 name,

@@ -142,6 +142,11 @@ impl Node {
         &self.shared.metrics
     }
 
+    /// The counters, for a task that outlives a borrow (a session).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
     pub fn node_id(&self) -> &str {
         &self.shared.node_id
     }

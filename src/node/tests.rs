@@ -63,7 +63,11 @@ impl Player {
     fn send(&self, msg: ClientMsg) {
         self.game
             .tx
-            .try_send(GameMsg::Client(self.session, msg))
+            .try_send(GameMsg::Client(
+                self.session,
+                msg,
+                tokio::time::Instant::now(),
+            ))
             .unwrap();
     }
 
@@ -587,4 +591,44 @@ async fn spectators_see_every_update_and_are_not_players() {
     assert_eq!(last["scores"], serde_json::json!([0, 1]), "{last}");
     // A spectator is nobody's presence: the players are still the two of them.
     bob.wait(|g| connected(g) == [true, true]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_press_that_waited_too_long_is_answered_overloaded_not_applied() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (_id, mut ann, mut bob) = race(&a, &b).await;
+    // A press that reached the server 300 ms ago and only now reaches its game.
+    let late = tokio::time::Instant::now() - Duration::from_millis(300);
+    bob.game
+        .tx
+        .try_send(GameMsg::Client(bob.session, ClientMsg::ScorePoint, late))
+        .unwrap();
+    let mut answered = None;
+    while let Ok(Some(Outbound::Frame(f))) =
+        tokio::time::timeout(Duration::from_millis(200), bob.rx.recv()).await
+    {
+        let msg: Value = serde_json::from_str(&f).unwrap();
+        if msg["type"] == "error" {
+            answered = Some(msg);
+        }
+    }
+    assert_eq!(
+        answered.map(|m| m["error"].clone()),
+        Some("overloaded".into())
+    );
+    assert_eq!(
+        b.metrics()
+            .overloaded
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // A fresh press still counts; the late one never does.
+    bob.send(ClientMsg::ScorePoint);
+    ann.wait(|g| scores(g) == [0, 1]).await;
+    ann.read(Duration::from_millis(500)).await;
+    assert_eq!(scores(&ann.drawn), [0, 1]);
+    // The owner timed the press from its arrival to its broadcast.
+    let (_, _, count) = a.metrics().press_to_broadcast.snapshot();
+    assert_eq!(count, 1);
 }

@@ -166,7 +166,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         ),
         (
             "overloaded_total",
-            "Presses answered `overloaded` because their game's queue was full.",
+            "Presses answered `overloaded`: their game's queue was full or they waited in it over 250 ms.",
             m.overloaded.load(Relaxed),
         ),
         (
@@ -203,6 +203,21 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
             "1 when connected to Redis.",
             &[("", u64::from(status == BusStatus::Connected))],
         );
+    }
+    let (buckets, sum, count) = m.press_to_broadcast.snapshot();
+    {
+        let name = "robot_race_press_to_broadcast_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From a press reaching its owner to its update queued to the owner's local players."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, n) in buckets {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

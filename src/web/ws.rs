@@ -165,6 +165,8 @@ struct Reader {
     id: SessionId,
     /// A spectator's commands are refused here.
     spectator: bool,
+    /// For `robot_race_overloaded_total`.
+    metrics: std::sync::Arc<crate::node::Metrics>,
     limit: RateLimit,
     told_rate_limited: bool,
     bad_frames: u32,
@@ -202,9 +204,10 @@ impl Reader {
                 Some(msg) => {
                     self.bad_frames = 0;
                     self.told_rate_limited = false;
-                    match self.game.tx.try_send(GameMsg::Client(self.id, msg)) {
+                    match self.game.tx.try_send(GameMsg::Client(self.id, msg, now)) {
                         Ok(()) => Next::Go,
                         Err(mpsc::error::TrySendError::Full(_)) => {
+                            self.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
                             let e = NodeError::Overloaded;
                             Next::Answer(error_frame(e.code(), &e.to_string()))
                         }
@@ -250,6 +253,7 @@ async fn run(
         game: game.clone(),
         id,
         spectator,
+        metrics: node.metrics_handle(),
         limit: RateLimit::new(),
         told_rate_limited: false,
         bad_frames: 0,

@@ -353,7 +353,7 @@ async fn health_metrics_and_stats() {
         .contains("Redis pub/sub disabled - running in single-server mode"));
     let api = server.api();
     let ann = api.create("ann", 5, 0).await;
-    let _p = connect(&server, &ann).await;
+    let mut ann_ws = connect(&server, &ann).await;
     let (status, health) = api.get_json("/health").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -364,13 +364,31 @@ async fn health_metrics_and_stats() {
     api.create("bob", 5, 0).await;
     let (_, stats) = api.get_json("/_stats").await;
     assert_eq!(stats["games_created"], 2);
+    // Three presses in a race (a second player, then start): each timed to its broadcast.
+    let bob = api.join(&ann.game_id, "bob").await;
+    let _bob_ws = connect(&server, &bob).await;
+    ann_ws.send(json!({"type": "start_countdown"})).await;
+    ann_ws.wait_game(SECS(10), |g| state(g) == "playing").await;
+    ann_ws
+        .press_paced(3, std::time::Duration::from_millis(20))
+        .await;
+    ann_ws
+        .wait_game(SECS(10), |g| g["robots"][0]["score"] == 3)
+        .await;
     let mut res = api.client.get(server.url("/metrics")).send().await.unwrap();
     let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
     for line in [
-        "robot_race_connections 1",
-        "robot_race_games{state=\"setup\"} 2",
+        "robot_race_connections 2",
+        "robot_race_games{state=\"setup\"} 1",
+        "robot_race_games{state=\"playing\"} 1",
         "robot_race_games_created_total 2",
         "# TYPE robot_race_presses_total counter",
+        "robot_race_presses_total 3",
+        "# TYPE robot_race_press_to_broadcast_seconds histogram",
+        "robot_race_press_to_broadcast_seconds_bucket{le=\"+Inf\"} 3",
+        "robot_race_press_to_broadcast_seconds_count 3",
+        "robot_race_pubsub_messages_received_total{channel=\"game\"} 0",
+        "robot_race_redis_commands_total 0",
     ] {
         assert!(text.contains(line), "metrics lack {line:?}:\n{text}");
     }

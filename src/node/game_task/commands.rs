@@ -12,7 +12,10 @@ use crate::game::{Admit, Left, PlayerName, RuleError, Step};
 use crate::node::role::{self, Route};
 use crate::node::sessions::{Outbound, SessionId};
 use crate::node::wire::{scores_message, update_message, Cmd, Command, InboxMsg};
-use crate::node::NodeError;
+use crate::node::{NodeError, OVERLOAD_AGE};
+
+/// Presses timed per save for `press_to_broadcast` (a bound, not a limit on presses).
+const MAX_TIMED_PRESSES: usize = 1024;
 use crate::protocol::{error_frame, scores_frame, update_frame, ClientMsg, ServerMsg};
 
 impl GameTask {
@@ -48,12 +51,22 @@ impl GameTask {
         Ok(())
     }
 
-    pub(super) fn client(&mut self, session: SessionId, msg: ClientMsg) {
+    pub(super) fn client(&mut self, session: SessionId, msg: ClientMsg, at: Instant) {
         let Some(robot_id) = self.sessions.robot_of(session).map(str::to_owned) else {
             return;
         };
         if msg == ClientMsg::ScorePoint {
-            self.shared.metrics.presses.fetch_add(1, Ordering::Relaxed);
+            let metrics = &self.shared.metrics;
+            metrics.presses.fetch_add(1, Ordering::Relaxed);
+            // Waited too long in our queue: the game cannot keep up. Say so, never apply it
+            // seconds late.
+            if at.elapsed() > OVERLOAD_AGE {
+                metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                let err = NodeError::Overloaded;
+                self.sessions
+                    .send_to(session, error_frame(err.code(), &err.to_string()));
+                return;
+            }
         }
         let cmd = match msg {
             ClientMsg::ScorePoint => Cmd::ScorePoint,
@@ -68,7 +81,9 @@ impl GameTask {
             return;
         }
         let command = self.origin.number(&robot_id, session, cmd, self.replicated);
+        self.arrival = Some(at);
         self.route(command, true);
+        self.arrival = None;
     }
 
     pub(super) fn join(
@@ -206,7 +221,9 @@ impl GameTask {
         let mut ended = false;
         let result = match &command.cmd {
             Cmd::ScorePoint => {
-                game.score_point(robot);
+                if game.score_point(robot) && self.presses.len() < MAX_TIMED_PRESSES {
+                    self.presses.push(self.arrival.unwrap_or_else(Instant::now));
+                }
                 Ok(())
             }
             Cmd::StartCountdown => game.start_countdown(robot).map(|step| {
@@ -327,6 +344,7 @@ impl GameTask {
             SaveOutcome::Pending => {
                 self.in_flight = Some(InFlight {
                     version,
+                    presses: std::mem::take(&mut self.presses),
                     frame,
                     own_seq,
                 })
@@ -348,6 +366,20 @@ impl GameTask {
                 self.layout_changed = false;
                 self.show(game.version, &frame);
             }
+        }
+        let presses = std::mem::take(&mut self.presses);
+        self.broadcast_timed(&presses);
+    }
+
+    /// Records how long the presses now shown took from reaching us (`press_to_broadcast`).
+    pub(super) fn broadcast_timed(&self, presses: &[Instant]) {
+        if presses.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for at in presses {
+            let took = now.saturating_duration_since(*at);
+            self.shared.metrics.press_to_broadcast.observe(took);
         }
     }
 

@@ -353,6 +353,7 @@ impl GameTask {
         self.set_role(role);
         if actions.contains(&Action::ShowCommitted) {
             self.show(in_flight.version, &in_flight.frame);
+            self.broadcast_timed(&in_flight.presses);
             if let (Some(seq), Some(game)) = (in_flight.own_seq, &self.game) {
                 self.origin.ack_upto(seq, game);
             }
