@@ -91,6 +91,10 @@ struct Args {
     /// the window: commands and bytes per press.
     #[arg(long)]
     redis_port: Option<u16>,
+    /// Each game's players on this many servers (its creator's and the next ones), instead of
+    /// all of them; with `--creators spread` the games spread over every server.
+    #[arg(long)]
+    spread: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -342,6 +346,7 @@ fn run_race(args: &Args) {
     }
 
     let redis_before = args.redis_port.map(redis_info);
+    let heard_before: Vec<Option<u64>> = args.url.iter().map(|u| pubsub_received(u)).collect();
     let self_before = cpu_secs_self();
     let cpu_before: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
     let start = Instant::now();
@@ -353,6 +358,12 @@ fn run_race(args: &Args) {
     let window = start.elapsed().as_secs_f64();
     let self_after = cpu_secs_self();
     let redis_after = args.redis_port.map(redis_info);
+    let heard: Vec<Option<u64>> = args
+        .url
+        .iter()
+        .zip(&heard_before)
+        .map(|(u, before)| Some(pubsub_received(u)?.saturating_sub((*before)?)))
+        .collect();
     eprintln!("pressing stopped; waiting for the last presses…");
 
     let results = join_clients(threads);
@@ -488,6 +499,13 @@ fn run_race(args: &Args) {
         "load tool          {client_pct:.0}% of one core in the window; press sent late by p99 {:.2} ms, max {:.2} ms",
         lag.p99, lag.max
     );
+    if heard.iter().any(Option::is_some) {
+        let list: Vec<String> = heard
+            .iter()
+            .map(|h| h.map_or("?".to_owned(), |n| n.to_string()))
+            .collect();
+        println!("pub/sub received   per server, game channels: {}", list.join("  "));
+    }
     if closed_early > 0 || connected < connections || t.scores_mismatch > 0 {
         println!(
             "warnings           {} sockets failed to open, {closed_early} closed early, {} scores frames of the wrong length",
@@ -537,6 +555,8 @@ fn run_race(args: &Args) {
             })
         }),
         "client_cpu_pct": round(client_pct, 1),
+        "spread": args.spread,
+        "pubsub_game_messages_per_server": heard,
         "send_lag_ms": lag.json(),
         "closed_early": closed_early,
     });
@@ -624,6 +644,37 @@ fn run_idle(args: &Args, n: usize) {
     println!("RESULT {result}");
 }
 
+/// The server of player `p` of game `g`: its creator's (`p = 0`) and the next ones, over every
+/// server or over `--spread` of them.
+fn seat_server(args: &Args, g: usize, p: usize) -> usize {
+    let n = args.url.len();
+    let home = match args.creators {
+        Creators::First => 0,
+        Creators::Spread => g % n,
+    };
+    match args.spread {
+        Some(k) if k >= 1 => (home + p % k) % n,
+        _ => (g + p) % n,
+    }
+}
+
+/// Pub/sub messages on game channels a server has received from Redis (its `/metrics`).
+fn pubsub_received(url: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://")?.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines().find_map(|l| {
+        l.strip_prefix("robot_race_pubsub_messages_received_total{channel=\"game\"} ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Creates `sizes.len()` games and joins `sizes[g]` players to game g (the creator included),
 /// at most `--concurrency` requests at a time. Seats come back in (game, player) order.
 fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
@@ -661,7 +712,7 @@ fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
         let games_ref = &games;
         let mut joined: Vec<(usize, usize, String)> = stream::iter(joins)
             .map(|(g, p)| async move {
-                let url = &args.url[(g + p) % n];
+                let url = &args.url[seat_server(args, g, p)];
                 let id = &games_ref[g].1;
                 let body = post_retrying(
                     http,
@@ -686,7 +737,7 @@ fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
                 admin: true,
             });
             while let Some((_, p, tok)) = joined.next_if(|(jg, _, _)| jg == g) {
-                let server = (g + p) % n;
+                let server = seat_server(args, *g, p);
                 seats.push(Seat {
                     server,
                     url: args.url[server].clone(),
