@@ -15,7 +15,8 @@
   }
 
   /* One robot: a glowing square with an antenna, two eyes and a mouth, centred on (x, y).
-   * opts: {you: bool (white outline), winner: bool (stronger glow), glow: number} */
+   * opts: {you: bool (white outline), winner: bool (stronger glow), glow: number,
+   *        away: bool (its player is away: no glow, drawn once, for a faded look)} */
   function drawRobot(ctx, x, y, size, color, opts) {
     opts = opts || {};
     var s = Math.max(6, Math.round(size));
@@ -31,9 +32,9 @@
     // antenna
     ctx.fillRect(left + Math.round(s / 2 - px / 2), top - px * 3, px, px * 3);
     ctx.fillRect(left + Math.round(s / 2 - px * 1.5), top - px * 4, px * 3, px * 2);
-    // body (drawn twice for a brighter neon glow)
+    // body (drawn twice for a brighter neon glow; once for an away robot, which stays dim)
     ctx.fillRect(left, top, s, s);
-    ctx.fillRect(left, top, s, s);
+    if (!opts.away) ctx.fillRect(left, top, s, s);
     ctx.shadowBlur = 0;
     // face
     ctx.fillStyle = BG;
@@ -120,6 +121,8 @@
    *        the geometry depends only on the canvas size, `top` and the names, never on the state.
    *   finishY: where the finish line goes (when there is no `top`; the lobby's backdrop).
    *   bottomInset: a band at the bottom kept free of robots and names (the race page's toasts).
+   *   big: a screen watched from across a room (the /watch view on a TV): robots and names
+   *        grow with the screen instead of stopping at a phone's or laptop's size.
    * Names go under their robots, across the lane when every name fits at a readable size;
    * otherwise each is written down its own lane (turned a quarter), in full, so that ten long
    * names on a phone are all readable and each sits under its own robot.
@@ -132,8 +135,11 @@
     var inset = Math.max(0, Number(opts.bottomInset) || 0);
     var top = opts.top != null ? Math.max(0, Number(opts.top) || 0) : null;
 
-    // label size: 10px on wide screens, 8px on phones; shrink a little, then turn the names
-    var px = w >= 560 ? 10 : 8;
+    // label size: 10px on wide screens, 8px on phones (a big screen: up to 24px); shrink a
+    // little (a big screen: down to 12px), then turn the names
+    var big = !!opts.big && w >= 560;
+    var px = big ? Math.round(Math.max(10, Math.min(24, h / 45))) : w >= 560 ? 10 : 8;
+    var minPx = big ? Math.min(px, 12) : Math.max(7, px - 2);
     ctx.font = px + "px " + FONT;
     var widest = 0;
     for (var k = 0; k < lanes.length; k++) {
@@ -143,7 +149,7 @@
     var rotated = false;
     if (widest > across) {
       var smaller = Math.floor(px * across / widest);
-      if (smaller >= Math.max(7, px - 2)) px = smaller;
+      if (smaller >= minPx) px = smaller;
       else rotated = n > 1;
     }
     var rowH = px + 6;
@@ -151,12 +157,13 @@
     var labelMax = rotated ? Math.min(widest, px * 11) : across;
     var labelExtent = rotated ? labelMax : px;
 
+    var cap = big ? 96 : 44;   // the largest robot, CSS pixels
     var size = top != null
-      ? Math.max(12, Math.min(44, laneW * 0.5, (h - top) * 0.09))
-      : Math.max(12, Math.min(44, laneW * 0.5, (h - (opts.finishY || h * 0.1)) * 0.1));
+      ? Math.max(12, Math.min(cap, laneW * 0.5, (h - top) * 0.09))
+      : Math.max(12, Math.min(cap, laneW * 0.5, (h - (opts.finishY || h * 0.1)) * 0.1));
     var youPad = Math.max(4, Math.round(size * 0.18));
     // room for the largest robot this screen shows, however many lanes: the line stays put
-    var finishY = Math.round(top != null ? top + robotReach(Math.min(44, (h - top) * 0.09)) + 4
+    var finishY = Math.round(top != null ? top + robotReach(Math.min(cap, (h - top) * 0.09)) + 4
       : opts.finishY != null ? opts.finishY : Math.max(40, h * 0.1));
     var bottomPad = 12 + 8 + youPad + labelExtent + inset;
 
@@ -237,7 +244,9 @@
         ctx.globalAlpha = dim;
       }
 
-      drawRobot(ctx, x, y, size, color, { you: lane.you, winner: lane.winner });
+      drawRobot(ctx, x, y, size, color, lane.away
+        ? { you: lane.you, winner: lane.winner, away: true, glow: 0 }
+        : { you: lane.you, winner: lane.winner });
       var reach = lane.you ? robotReach(size) : robotReach(size) - youPad;
       robots.push({ x: x - size / 2, y: y - reach, w: size, h: reach + size / 2 });
 
@@ -256,6 +265,7 @@
         var antenna = Math.max(1, Math.round(size / 10)) * 4;
         var ay = y - size / 2 - antenna - pad - 5;
         var tagColor = lane.winner ? "#ffff00" : "#ffffff";
+        if (lane.away) ctx.globalAlpha = 0.75; // the AWAY tag stays readable
         var tagMax = rotated ? laneW * 0.95 : Math.max(laneW * 0.95, 40);
         if (ay - px < finishY + 4) {
           drawLabel(ctx, above, x, box.y + box.h + 6, tagMax, px, tagColor, "top");
@@ -267,7 +277,7 @@
     }
     ctx.restore();
     return { finishY: finishY, yBottom: yBottom, size: size, rotated: rotated, labels: labels,
-      robots: robots };
+      robots: robots, labelPx: px };
   }
 
   /* Size a canvas to its CSS box at devicePixelRatio; returns the CSS size. */

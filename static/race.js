@@ -344,11 +344,30 @@
         var gap = parseFloat(global.getComputedStyle(el.message).bottom) || 12;
         band = gap + TOAST_MAX + 6;
       }
-      var scene = drawScene(fit.ctx, fit.w, fit.h, lanes, { top: hudH, bottomInset: band });
+      var scene = drawScene(fit.ctx, fit.w, fit.h, lanes, { top: hudH, bottomInset: band,
+        big: spectator });
+      placeSetupPanel(scene);
       // a test/debug hook (read only): where things were drawn, in CSS pixels
       scene.hudBottom = hudH;
       scene.band = band;
       RR.scene = scene;
+    }
+
+    // The setup panel goes between the finish line and the robots waiting at the start (their
+    // YOU / AWAY tags included), so that it covers none of them when it fits there; otherwise
+    // it starts just under the finish line.
+    function placeSetupPanel(scene) {
+      var panel = el.setupPanel;
+      if (!panel || panel.hidden) return;
+      var top = scene.finishY + 8;
+      var bottom = Infinity;
+      for (var i = 0; i < scene.robots.length; i++) bottom = Math.min(bottom, scene.robots[i].y);
+      if (!isFinite(bottom)) bottom = scene.yBottom;
+      bottom -= (scene.labelPx || 10) + 12;
+      var h = panel.offsetHeight;
+      var centre = h <= bottom - top ? (top + bottom) / 2 : top + h / 2;
+      var px = Math.round(centre) + "px";
+      if (panel.style.top !== px) panel.style.top = px;
     }
 
     if (global.ResizeObserver) {

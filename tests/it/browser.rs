@@ -1273,4 +1273,5 @@ async fn browser_cross_site_form_is_refused() {
     b.close().await;
 }
 
+mod party;
 mod polish;
