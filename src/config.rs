@@ -61,6 +61,12 @@ pub struct Config {
     )]
     pub redis_sentinel_password: Option<String>,
 
+    /// Redis Cluster nodes to start from, comma separated (`host:port`, or `rediss://host:port`
+    /// for TLS; any few of them). Keys carry hash tags and updates go over sharded pub/sub
+    /// (SPUBLISH/SSUBSCRIBE), per game. Takes the place of -redis; -redis-password applies.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+
     /// How to hear other servers' game updates: `pattern` (PSUBSCRIBE game:*, every game) or
     /// `per-game` (SUBSCRIBE game:<id> only while this server has players in that game, so its
     /// pub/sub traffic follows its own games, not the whole cluster's).
@@ -170,6 +176,15 @@ impl Config {
     /// The Sentinels given, if any (empty entries ignored).
     pub fn sentinels(&self) -> Vec<&str> {
         self.redis_sentinel
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The Redis Cluster seed nodes given, if any (empty entries ignored).
+    pub fn cluster_nodes(&self) -> Vec<&str> {
+        self.redis_cluster
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
@@ -296,6 +311,8 @@ mod tests {
         assert_eq!(c.subscribe, Subscribe::PerGame);
         assert_eq!(c.sentinels(), ["a:26379", "b:26380"]);
         assert_eq!(c.redis_sentinel_master, "games");
+        let c = parse(&["-redis-cluster", "a:7000, b:7001,"]);
+        assert_eq!(c.cluster_nodes(), ["a:7000", "b:7001"]);
     }
 
     #[test]

@@ -41,6 +41,7 @@ use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{web as aweb, App, HttpServer};
 
 use crate::bus::local::LocalBus;
+use crate::bus::redis::cluster::ClusterNodes;
 use crate::bus::redis::sentinel::Sentinels;
 use crate::bus::redis::{redis_client, RedisBus, RedisConfig, Subscribe, Target};
 use crate::bus::Bus;
@@ -163,8 +164,19 @@ impl Application {
     }
 }
 
-/// Which Redis the configuration names: the Sentinels' master, one Redis, or none.
+/// Which Redis the configuration names: a Redis Cluster, the Sentinels' master, one Redis, or
+/// none.
 fn redis_target(config: &Config) -> Result<Option<Target>, config::ConfigError> {
+    let nodes = config.cluster_nodes();
+    if !nodes.is_empty() {
+        let cluster = ClusterNodes::new(
+            &nodes,
+            config.redis_password.as_deref(),
+            config.redis_tls_insecure,
+        )
+        .map_err(|e| config::ConfigError::Redis(nodes.join(","), e))?;
+        return Ok(Some(Target::Cluster(Arc::new(cluster))));
+    }
     let sentinels = config.sentinels();
     if !sentinels.is_empty() {
         let sentinels = Sentinels::new(

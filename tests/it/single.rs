@@ -414,6 +414,7 @@ fn help_lists_every_flag_with_its_env_and_bad_redis_urls_fail_at_start() {
         ("--redis-sentinel", "REDIS_SENTINELS"),
         ("--redis-sentinel-master", "REDIS_SENTINEL_MASTER"),
         ("--redis-sentinel-password", "REDIS_SENTINEL_PASSWORD"),
+        ("--redis-cluster", "REDIS_CLUSTER_NODES"),
         ("--subscribe", "REDIS_SUBSCRIBE"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");

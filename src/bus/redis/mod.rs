@@ -1,5 +1,6 @@
 //! The Redis bus: one Redis shared by every server of a cluster (or the master that Redis
-//! Sentinel names, followed through failovers: [`sentinel`]).
+//! Sentinel names, followed through failovers: [`sentinel`]; or a Redis Cluster, with
+//! hash-tagged keys and sharded pub/sub: [`cluster`]).
 //!
 //! Three tasks, started by [`RedisBus::start`]:
 //! - the *supervisor* connects (PING, scripts, the shared token secret), subscribes to
@@ -14,23 +15,26 @@
 //!
 //! Keys, channels and scripts: [`scripts`].
 
+pub mod cluster;
 mod scripts;
 pub mod sentinel;
 mod supervisor;
 mod writer;
 
-pub use scripts::{alive_key, game_channel, inbox_channel, owner_key, state_key};
+pub use scripts::Names;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{Client, RedisResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use self::cluster::ClusterNodes;
 use self::scripts::{Scripts, CREATED_KEY, STATE_TTL_SECS};
 use self::sentinel::Sentinels;
 use self::writer::{Outbox, Writes};
@@ -64,6 +68,70 @@ pub enum Target {
     Single { client: Box<Client>, addr: String },
     /// Whichever master the Sentinels name, asked again on every (re)connect.
     Sentinel(Arc<Sentinels>),
+    /// A Redis Cluster, reached through a few of its nodes; always per-game subscriptions.
+    Cluster(Arc<ClusterNodes>),
+}
+
+/// A command connection: to one Redis, or to a cluster (routed by slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::One(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::One(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmds` in one round trip: one pipeline on one Redis; on a cluster, where a
+    /// pipeline cannot span slots, each command alone and all at once (they share the
+    /// multiplexed connection of their slot's master).
+    async fn all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        match self {
+            Conn::One(conn) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async(&mut conn.clone()).await
+            }
+            Conn::Cluster(conn) => {
+                let each = cmds.into_iter().map(|cmd| {
+                    let mut conn = conn.clone();
+                    async move { cmd.query_async::<T>(&mut conn).await }
+                });
+                futures_util::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
 }
 
 /// How a server hears game updates (`-subscribe`).
@@ -83,7 +151,9 @@ pub struct RedisBus {
 struct Inner {
     config: RedisConfig,
     /// The command connection while connected; multiplexed, so every task shares it.
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Conn>>,
+    /// Key and channel names (hash-tagged on a cluster).
+    names: Names,
     connected: AtomicBool,
     /// A failed call asks the supervisor to drop the connection and start over.
     reconnect: Notify,
@@ -145,16 +215,20 @@ pub fn redis_client(
 
 impl RedisBus {
     pub fn new(config: RedisConfig) -> RedisBus {
+        let names = Names {
+            tagged: matches!(config.target, Target::Cluster(_)),
+        };
         RedisBus {
             inner: Arc::new(Inner {
                 config,
                 conn: Mutex::new(None),
+                names,
                 connected: AtomicBool::new(false),
                 reconnect: Notify::new(),
                 writes: Writes::default(),
                 outbox: Outbox::default(),
                 events: OnceLock::new(),
-                scripts: Scripts::new(),
+                scripts: Scripts::new(names),
                 stopped: AtomicBool::new(false),
                 writes_done: AtomicU64::new(0),
                 commands: AtomicU64::new(0),
@@ -169,8 +243,15 @@ impl RedisBus {
 }
 
 impl Inner {
-    fn conn(&self) -> Option<MultiplexedConnection> {
+    fn conn(&self) -> Option<Conn> {
         lock(&self.conn).clone()
+    }
+
+    /// Whether game channels are subscribed one by one (`-subscribe per-game`, and always on
+    /// a cluster, where there is no pattern subscription across shards).
+    fn per_game(&self) -> bool {
+        self.config.subscribe == Subscribe::PerGame
+            || matches!(self.config.target, Target::Cluster(_))
     }
 
     fn node_id(&self) -> &str {
@@ -191,6 +272,7 @@ impl Inner {
         match &self.config.target {
             Target::Single { addr, .. } => addr.clone(),
             Target::Sentinel(sentinels) => sentinels.describe(),
+            Target::Cluster(nodes) => nodes.describe(),
         }
     }
 
@@ -208,7 +290,7 @@ impl Inner {
 
     async fn claim_once(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         game_id: &str,
         fallback: &str,
         dead_owner: &str,
@@ -216,8 +298,8 @@ impl Inner {
         self.sent(1);
         self.scripts
             .claim
-            .key(owner_key(game_id))
-            .key(state_key(game_id))
+            .key(self.names.owner(game_id))
+            .key(self.names.state(game_id))
             .arg(self.node_id())
             .arg(self.lease_ms())
             .arg(fallback)
@@ -280,7 +362,8 @@ impl Bus for RedisBus {
         if self.status() != BusStatus::Connected {
             return false;
         }
-        self.inner.outbox.push(inbox_channel(node), payload);
+        let inbox = self.inner.names.inbox(node);
+        self.inner.outbox.push(inbox, payload);
         true
     }
 
@@ -303,7 +386,7 @@ impl Bus for RedisBus {
                     Ok((2, owner)) if owner != dead && dead.is_empty() => {
                         inner.sent(1);
                         let alive: RedisResult<bool> = redis::cmd("EXISTS")
-                            .arg(alive_key(&owner))
+                            .arg(inner.names.alive(&owner))
                             .query_async(&mut conn)
                             .await;
                         match alive {
@@ -338,7 +421,7 @@ impl Bus for RedisBus {
             let mut conn = self.inner.conn().ok_or(BusDown)?;
             self.inner.sent(1);
             redis::cmd("GET")
-                .arg(state_key(&game_id))
+                .arg(self.inner.names.state(&game_id))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| {
@@ -354,20 +437,24 @@ impl Bus for RedisBus {
             let sent_at = Instant::now();
             let failed = vec![Renewal::Failed; game_ids.len()];
             let conn = inner.conn().filter(|_| !game_ids.is_empty());
-            let Some(mut conn) = conn.filter(|_| !inner.stopped.load(Ordering::Relaxed)) else {
+            let Some(conn) = conn.filter(|_| !inner.stopped.load(Ordering::Relaxed)) else {
                 return (sent_at, failed);
             };
-            let mut pipe = redis::pipe();
-            for id in &game_ids {
-                pipe.cmd("EVALSHA")
-                    .arg(inner.scripts.renew.get_hash())
-                    .arg(1)
-                    .arg(owner_key(id))
-                    .arg(inner.node_id())
-                    .arg(inner.lease_ms());
-            }
+            // One script call per game: each touches one game's slot only.
+            let cmds = game_ids
+                .iter()
+                .map(|id| {
+                    let mut cmd = redis::cmd("EVALSHA");
+                    cmd.arg(inner.scripts.renew.get_hash())
+                        .arg(1)
+                        .arg(inner.names.owner(id))
+                        .arg(inner.node_id())
+                        .arg(inner.lease_ms());
+                    cmd
+                })
+                .collect();
             inner.sent(game_ids.len());
-            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+            match conn.all::<i64>(cmds).await {
                 Ok(answers) => {
                     let answers = answers
                         .into_iter()
@@ -390,15 +477,19 @@ impl Bus for RedisBus {
     fn alive(&self, nodes: Vec<String>) -> BoxFuture<'_, Vec<bool>> {
         Box::pin(async move {
             let all_alive = vec![true; nodes.len()];
-            let Some(mut conn) = self.inner.conn().filter(|_| !nodes.is_empty()) else {
+            let Some(conn) = self.inner.conn().filter(|_| !nodes.is_empty()) else {
                 return all_alive;
             };
-            let mut pipe = redis::pipe();
-            for node in &nodes {
-                pipe.cmd("EXISTS").arg(alive_key(node));
-            }
+            let cmds = nodes
+                .iter()
+                .map(|node| {
+                    let mut cmd = redis::cmd("EXISTS");
+                    cmd.arg(self.inner.names.alive(node));
+                    cmd
+                })
+                .collect();
             self.inner.sent(nodes.len());
-            match pipe.query_async::<Vec<bool>>(&mut conn).await {
+            match conn.all::<bool>(cmds).await {
                 Ok(alive) => alive,
                 Err(e) => {
                     self.inner.failed("heartbeat check", &e);
@@ -414,28 +505,31 @@ impl Bus for RedisBus {
             inner.stopped.store(true, Ordering::Relaxed);
             // Whatever was queued before goes out first (a final save, an end).
             inner.writes.flushed(REDIS_TIMEOUT).await;
-            let Some(mut conn) = inner.conn() else {
+            let Some(conn) = inner.conn() else {
                 log::warn!(
                     "node {}: could not release games on shutdown",
                     inner.node_id()
                 );
                 return;
             };
-            let mut pipe = redis::pipe();
-            for id in &game_ids {
-                pipe.cmd("EVALSHA")
-                    .arg(inner.scripts.release.get_hash())
-                    .arg(1)
-                    .arg(owner_key(id))
-                    .arg(inner.node_id())
-                    .ignore();
-            }
-            pipe.cmd("DEL").arg(alive_key(inner.node_id())).ignore();
+            let mut cmds: Vec<Cmd> = game_ids
+                .iter()
+                .map(|id| {
+                    let mut cmd = redis::cmd("EVALSHA");
+                    cmd.arg(inner.scripts.release.get_hash())
+                        .arg(1)
+                        .arg(inner.names.owner(id))
+                        .arg(inner.node_id());
+                    cmd
+                })
+                .collect();
+            let mut beat = redis::cmd("DEL");
+            beat.arg(inner.names.alive(inner.node_id()));
+            cmds.push(beat);
             inner.sent(game_ids.len() + 1);
-            let released =
-                tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+            let released = tokio::time::timeout(REDIS_TIMEOUT, conn.all::<i64>(cmds)).await;
             match released {
-                Ok(Ok(())) => log::info!(
+                Ok(Ok(_)) => log::info!(
                     "node {}: released {} game(s) to the cluster",
                     inner.node_id(),
                     game_ids.len()
@@ -474,6 +568,7 @@ impl Bus for RedisBus {
             Target::Sentinel(_) => lock(&self.inner.current)
                 .clone()
                 .unwrap_or_else(|| self.inner.target()),
+            Target::Cluster(nodes) => nodes.describe(),
         }
     }
 
@@ -482,7 +577,7 @@ impl Bus for RedisBus {
     }
 
     fn interest(&self, game_id: &str, wanted: bool) {
-        if self.inner.config.subscribe != Subscribe::PerGame {
+        if !self.inner.per_game() {
             return;
         }
         let mut games = lock(&self.inner.wanted);
@@ -498,7 +593,7 @@ impl Bus for RedisBus {
     }
 
     fn hears_every_game(&self) -> bool {
-        self.inner.config.subscribe == Subscribe::Pattern
+        !self.inner.per_game()
     }
 
     fn topology(&self) -> Option<Topology> {
@@ -510,6 +605,10 @@ impl Bus for RedisBus {
             Target::Sentinel(_) => Topology {
                 kind: "sentinel",
                 master: lock(&self.inner.current).clone(),
+            },
+            Target::Cluster(_) => Topology {
+                kind: "cluster",
+                master: None,
             },
         })
     }

@@ -10,6 +10,13 @@
 //! | `robot_race:secret` | the shared secret that signs player tokens (unless `-secret` is set) |
 //! | `robot_race:games_created` | the counter behind `/_stats` |
 //!
+//! On a Redis Cluster ([`Names::tagged`]) the ids carry hash tags, `game_state:{<id>}`,
+//! `game_owner:{<id>}`, `game:{<id>}`, `node:{<node_id>}`, `node_alive:{<node_id>}`, so that a
+//! game's keys and channel share one slot (every script below touches one slot only), and the
+//! channels are shard channels (`SPUBLISH`, `SSUBSCRIBE`). A claim's liveness check of another
+//! server (`node_alive:`, another slot) is read before the script and passed in (`CLAIM`'s
+//! `ARGV[5]`).
+//!
 //! Every write is fenced: it happens only while `game_owner:<id>` names this server, so a
 //! server that lost a game (its lease lapsed while it was frozen, say) cannot overwrite what
 //! the new owner saved, nor publish it.
@@ -23,20 +30,74 @@ pub const CREATED_KEY: &str = "robot_race:games_created";
 /// Channels every server subscribes to by pattern.
 pub const GAME_PATTERN: &str = "game:*";
 
-pub fn state_key(game_id: &str) -> String {
-    format!("game_state:{game_id}")
+/// Key and channel names: plain on one Redis, hash-tagged on a Redis Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Names {
+    /// Redis Cluster: `{<id>}` hash tags, so a game's keys and channel share a slot.
+    pub tagged: bool,
 }
-pub fn owner_key(game_id: &str) -> String {
-    format!("game_owner:{game_id}")
+
+impl Names {
+    fn name(self, prefix: &str, id: &str) -> String {
+        if self.tagged {
+            format!("{prefix}{{{id}}}")
+        } else {
+            format!("{prefix}{id}")
+        }
+    }
+    pub fn state(self, game_id: &str) -> String {
+        self.name("game_state:", game_id)
+    }
+    pub fn owner(self, game_id: &str) -> String {
+        self.name("game_owner:", game_id)
+    }
+    pub fn game_channel(self, game_id: &str) -> String {
+        self.name("game:", game_id)
+    }
+    pub fn inbox(self, node_id: &str) -> String {
+        self.name("node:", node_id)
+    }
+    pub fn alive(self, node_id: &str) -> String {
+        self.name("node_alive:", node_id)
+    }
+    /// The game a `game:` channel is about.
+    pub fn game_of(self, channel: &str) -> Option<&str> {
+        let id = channel.strip_prefix("game:")?;
+        if self.tagged {
+            id.strip_prefix('{')?.strip_suffix('}')
+        } else {
+            Some(id)
+        }
+    }
+    /// The publish command: `SPUBLISH` (shard channels) on a cluster.
+    pub fn publish(self) -> &'static str {
+        if self.tagged {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
 }
-pub fn game_channel(game_id: &str) -> String {
-    format!("game:{game_id}")
-}
-pub fn inbox_channel(node_id: &str) -> String {
-    format!("node:{node_id}")
-}
-pub fn alive_key(node_id: &str) -> String {
-    format!("node_alive:{node_id}")
+
+/// The Redis Cluster hash slot of a key or channel (CRC16/XMODEM of its hash tag, mod 16384).
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let close = bytes[open + 1..].iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+    });
+    let mut crc: u16 = 0;
+    for byte in tagged.unwrap_or(bytes) {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
 
 /// Save and publish while this node owns the game. 1 done, 0 another owns it, 2 nobody does.
@@ -48,7 +109,7 @@ if o ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[6])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('@PUBLISH', ARGV[4], ARGV[5])
 return 1";
 
 /// End a game: delete it and tell every server, unless another node owns it.
@@ -56,7 +117,7 @@ const TERMINATE: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('@PUBLISH', ARGV[2], ARGV[3])
 return 1";
 
 /// Extend a lease we hold. 1 held, 2 nobody owns it (never re-taken here: a renewal must not
@@ -87,7 +148,9 @@ const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0";
 
-/// The scripts, loaded on every connect so that pipelines can use EVALSHA.
+/// The scripts, loaded on every connect so that pipelines can use EVALSHA (on a cluster each
+/// call goes alone to its slot's master, and a master that lacks a script, say one just
+/// promoted, is given it on the spot).
 pub struct Scripts {
     pub save: Script,
     pub terminate: Script,
@@ -97,10 +160,11 @@ pub struct Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Scripts {
+    pub fn new(names: Names) -> Scripts {
+        let publish = |text: &str| Script::new(&text.replace("@PUBLISH", names.publish()));
         Scripts {
-            save: Script::new(SAVE),
-            terminate: Script::new(TERMINATE),
+            save: publish(SAVE),
+            terminate: publish(TERMINATE),
             renew: Script::new(RENEW),
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
@@ -115,5 +179,31 @@ impl Scripts {
             &self.claim,
             &self.release,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_games_keys_share_a_slot_on_a_cluster() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(slot("123456789"), 12739);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("user1000"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        let names = Names { tagged: true };
+        let id = "aB3_x";
+        assert_eq!(names.state(id), "game_state:{aB3_x}");
+        let s = slot(&names.state(id));
+        assert_eq!(slot(&names.owner(id)), s);
+        assert_eq!(slot(&names.game_channel(id)), s);
+        assert_eq!(names.game_of(&names.game_channel(id)), Some(id));
+        assert_eq!(slot(&names.alive("n1")), slot(&names.inbox("n1")));
+        let plain = Names { tagged: false };
+        assert_eq!(plain.state(id), "game_state:aB3_x");
+        assert_eq!(plain.game_of("game:aB3_x"), Some(id));
+        assert!(Scripts::new(names).save.get_hash() != Scripts::new(plain).save.get_hash());
     }
 }

@@ -1,18 +1,22 @@
 //! The connection: find Redis (with Sentinel: the master now), connect (PING, scripts, the
 //! shared token secret, the heartbeat, the subscriptions), hand every subscribed message to
 //! the events, beat the heartbeat, follow this server's per-game interest, and when the
-//! connection breaks, try again every [`RETRY`](super::RETRY).
+//! connection breaks, try again every [`RETRY`](super::RETRY). On a Redis Cluster the
+//! subscriptions are shard channels ([`cluster::Shards`]), each followed to its slot's master
+//! when a failover or a migration moves it.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 
-use super::scripts::{alive_key, game_channel, inbox_channel, GAME_PATTERN, SECRET_KEY};
-use super::{lock, sentinel, Inner, Subscribe, Target, REDIS_TIMEOUT, RETRY};
+use super::cluster::{self, ClusterNodes, Heard, Shards};
+use super::scripts::{GAME_PATTERN, SECRET_KEY};
+use super::{lock, sentinel, Conn, Inner, Subscribe, Target, REDIS_TIMEOUT, RETRY};
 use crate::bus::{heartbeat_ttl, BusEvents};
 
 /// Channels named in one SUBSCRIBE or UNSUBSCRIBE.
@@ -20,16 +24,33 @@ const SUBSCRIBE_BATCH: usize = 256;
 
 /// A live connection: commands, pub/sub, and what it is subscribed to.
 pub(super) struct Connected {
-    conn: MultiplexedConnection,
-    sink: PubSubSink,
-    stream: PubSubStream,
+    conn: Conn,
+    pubsub: PubSub,
     /// `host:port` of the Redis connected to.
     addr: String,
     /// Per-game mode: the games whose channel is subscribed on this connection.
     games: HashSet<String>,
 }
 
-fn io_error(what: String) -> redis::RedisError {
+/// How subscribed messages arrive.
+enum PubSub {
+    /// One Redis: one pub/sub connection.
+    One {
+        sink: PubSubSink,
+        stream: PubSubStream,
+    },
+    /// A cluster: shard channels on each slot's master, and the cluster connection that
+    /// reads the slot map.
+    Shards {
+        shards: Box<Shards>,
+        nodes: Arc<ClusterNodes>,
+        conn: ClusterConnection,
+        /// This server's inbox must be subscribed again (its slot moved).
+        inbox_lost: bool,
+    },
+}
+
+pub(super) fn io_error(what: String) -> redis::RedisError {
     std::io::Error::other(what).into()
 }
 
@@ -38,6 +59,7 @@ impl Inner {
     async fn resolve(&self) -> RedisResult<(Client, String)> {
         match &self.config.target {
             Target::Single { client, addr } => Ok((Client::clone(client), addr.clone())),
+            Target::Cluster(_) => Err(io_error("a cluster has no one address".to_owned())),
             Target::Sentinel(sentinels) => {
                 let (host, port) = sentinels.ask_master().await?;
                 Ok((
@@ -49,22 +71,33 @@ impl Inner {
     }
 
     pub(super) async fn connect(&self) -> RedisResult<Connected> {
-        let (client, addr) = self.resolve().await?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let (mut conn, client, addr) = match &self.config.target {
+            Target::Cluster(nodes) => {
+                let conn = nodes.connect().await?;
+                (Conn::Cluster(conn), None, nodes.describe())
+            }
+            _ => {
+                let (client, addr) = self.resolve().await?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(REDIS_TIMEOUT))
+                    .set_response_timeout(Some(REDIS_TIMEOUT));
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                if let Target::Sentinel(_) = &self.config.target {
+                    // A Sentinel may name a master that has just been demoted: wait for the
+                    // new one.
+                    self.sent(1);
+                    if !sentinel::is_master(&mut conn).await? {
+                        return Err(io_error(format!("{addr} is not the master (yet)")));
+                    }
+                }
+                (Conn::One(conn), Some(client), addr)
+            }
+        };
         self.sent(1);
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        if let Target::Sentinel(_) = &self.config.target {
-            // A Sentinel may name a master that has just been demoted: wait for the new one.
-            self.sent(1);
-            if !sentinel::is_master(&mut conn).await? {
-                return Err(io_error(format!("{addr} is not the master (yet)")));
-            }
-        }
+        // On a cluster SCRIPT LOAD goes to every master.
         for script in self.scripts.all() {
             self.sent(1);
             script.load_async(&mut conn).await?;
@@ -87,71 +120,151 @@ impl Inner {
             }
         }
         self.beat(&mut conn).await?;
-        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
-            .await
-            .map_err(|_| io_error("timed out opening the pub/sub connection".to_owned()))??;
-        let (mut sink, stream) = pubsub.split();
-        if self.config.subscribe == Subscribe::Pattern {
-            self.sent(1);
-            sink.psubscribe(GAME_PATTERN).await?;
-        }
-        self.sent(1);
-        sink.subscribe(inbox_channel(self.node_id())).await?;
+        let inbox = self.names.inbox(self.node_id());
+        let pubsub = match (client, &self.config.target, &conn) {
+            (None, Target::Cluster(nodes), Conn::Cluster(cluster)) => {
+                let mut cluster = cluster.clone();
+                let mut shards = Box::new(Shards::new());
+                self.sent(2);
+                shards.refresh(&mut cluster).await?;
+                shards.subscribe(nodes, &inbox).await?;
+                PubSub::Shards {
+                    shards,
+                    nodes: nodes.clone(),
+                    conn: cluster,
+                    inbox_lost: false,
+                }
+            }
+            (Some(client), _, _) => {
+                let pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| {
+                        io_error("timed out opening the pub/sub connection".to_owned())
+                    })??;
+                let (mut sink, stream) = pubsub.split();
+                if !self.per_game() {
+                    self.sent(1);
+                    sink.psubscribe(GAME_PATTERN).await?;
+                }
+                self.sent(1);
+                sink.subscribe(&inbox).await?;
+                PubSub::One { sink, stream }
+            }
+            _ => return Err(io_error("no pub/sub for this target".to_owned())),
+        };
         let mut connected = Connected {
             conn,
-            sink,
-            stream,
+            pubsub,
             addr,
             games: HashSet::new(),
         };
         // Per game: every game wanted now, before the connection is reported up (whose
         // reloads then see everything published after these subscriptions).
-        self.follow_interest(&mut connected, None).await?;
+        if !self.follow_interest(&mut connected, None).await? {
+            return Err(io_error("could not subscribe to every game".to_owned()));
+        }
         Ok(connected)
     }
 
     /// Per-game mode: subscribes to the games wanted and not subscribed, unsubscribes the
-    /// others; tells `events` of each new subscription.
+    /// others; tells `events` of each new subscription. On a cluster a game whose shard
+    /// cannot be subscribed now (its slot is moving) is left for the next try: false.
     async fn follow_interest(
         &self,
         connected: &mut Connected,
         events: Option<&Arc<dyn BusEvents>>,
-    ) -> RedisResult<()> {
-        if self.config.subscribe != Subscribe::PerGame {
-            return Ok(());
+    ) -> RedisResult<bool> {
+        if !self.per_game() {
+            return Ok(true);
         }
         let wanted = lock(&self.wanted).clone();
         let games = &mut connected.games;
         let add: Vec<String> = wanted.difference(games).cloned().collect();
         let drop: Vec<String> = games.difference(&wanted).cloned().collect();
-        for chunk in add.chunks(SUBSCRIBE_BATCH) {
-            let channels: Vec<String> = chunk.iter().map(|g| game_channel(g)).collect();
-            self.sent(1);
-            connected.sink.subscribe(channels).await?;
-            for game_id in chunk {
-                games.insert(game_id.clone());
-                if let Some(events) = events {
-                    events.subscribed(game_id);
+        let names = self.names;
+        let mut complete = true;
+        match &mut connected.pubsub {
+            PubSub::One { sink, .. } => {
+                for chunk in add.chunks(SUBSCRIBE_BATCH) {
+                    let channels: Vec<String> =
+                        chunk.iter().map(|g| names.game_channel(g)).collect();
+                    self.sent(1);
+                    sink.subscribe(channels).await?;
+                    for game_id in chunk {
+                        games.insert(game_id.clone());
+                        if let Some(events) = events {
+                            events.subscribed(game_id);
+                        }
+                    }
+                }
+                for chunk in drop.chunks(SUBSCRIBE_BATCH) {
+                    let channels: Vec<String> =
+                        chunk.iter().map(|g| names.game_channel(g)).collect();
+                    self.sent(1);
+                    sink.unsubscribe(channels).await?;
+                    for game_id in chunk {
+                        games.remove(game_id);
+                    }
+                }
+            }
+            PubSub::Shards {
+                shards,
+                nodes,
+                conn,
+                inbox_lost,
+            } => {
+                // A shard channel per SSUBSCRIBE: channels of different slots cannot share one.
+                let mut refreshed = false;
+                if *inbox_lost {
+                    self.sent(2);
+                    refreshed = shards.refresh(conn).await.is_ok();
+                    let inbox = names.inbox(self.node_id());
+                    match shards.subscribe(nodes, &inbox).await {
+                        Ok(()) => {
+                            *inbox_lost = false;
+                            log::info!("Subscribed to {inbox} again (its slot moved)");
+                        }
+                        Err(e) => {
+                            log::debug!("SSUBSCRIBE {inbox}: {e}");
+                            complete = false;
+                        }
+                    }
+                }
+                for game_id in &add {
+                    if !refreshed {
+                        self.sent(1);
+                        refreshed = shards.refresh(conn).await.is_ok();
+                    }
+                    self.sent(1);
+                    match shards.subscribe(nodes, &names.game_channel(game_id)).await {
+                        Ok(()) => {
+                            games.insert(game_id.clone());
+                            if let Some(events) = events {
+                                events.subscribed(game_id);
+                            }
+                        }
+                        Err(e) => {
+                            log::debug!("game {game_id}: SSUBSCRIBE failed: {e}");
+                            complete = false;
+                        }
+                    }
+                }
+                for game_id in &drop {
+                    self.sent(1);
+                    shards.unsubscribe(&names.game_channel(game_id)).await?;
+                    games.remove(game_id);
                 }
             }
         }
-        for chunk in drop.chunks(SUBSCRIBE_BATCH) {
-            let channels: Vec<String> = chunk.iter().map(|g| game_channel(g)).collect();
-            self.sent(1);
-            connected.sink.unsubscribe(channels).await?;
-            for game_id in chunk {
-                games.remove(game_id);
-            }
-        }
-        Ok(())
+        Ok(complete)
     }
 
     /// The heartbeat: this server is alive for the next TTL.
-    pub(super) async fn beat(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    pub(super) async fn beat(&self, conn: &mut Conn) -> RedisResult<()> {
         let ttl = heartbeat_ttl(self.config.lease);
         self.sent(1);
         redis::cmd("SET")
-            .arg(alive_key(self.node_id()))
+            .arg(self.names.alive(self.node_id()))
             .arg(1)
             .arg("PX")
             .arg(ttl.as_millis() as u64)
@@ -189,18 +302,23 @@ impl Inner {
                             );
                             Some(tokio::spawn(watch))
                         }
-                        Target::Single { .. } => None,
+                        Target::Single { .. } | Target::Cluster(_) => None,
                     };
                     *lock(&self.conn) = Some(connected.conn.clone());
                     self.connected.store(true, Ordering::Relaxed);
                     log::info!("Connected to Redis at {addr} - multi-server mode enabled");
-                    match self.config.subscribe {
-                        Subscribe::Pattern => {
+                    match (&connected.pubsub, self.config.subscribe) {
+                        (PubSub::One { .. }, Subscribe::Pattern) => {
                             log::info!("Subscribed to Redis channels: [{GAME_PATTERN}]")
                         }
-                        Subscribe::PerGame => log::info!(
+                        (PubSub::One { .. }, Subscribe::PerGame) => log::info!(
                             "Subscribed to Redis channels: [{}] and game:<id> for each game this server has players in ({} now)",
-                            inbox_channel(self.node_id()),
+                            self.names.inbox(self.node_id()),
+                            connected.games.len()
+                        ),
+                        (PubSub::Shards { .. }, _) => log::info!(
+                            "Subscribed to Redis shard channels: [{}] and game:{{<id>}} for each game this server has players in ({} now)",
+                            self.names.inbox(self.node_id()),
                             connected.games.len()
                         ),
                     }
@@ -245,21 +363,57 @@ impl Inner {
         let Some(events) = self.events.get().cloned() else {
             return;
         };
-        let inbox = inbox_channel(self.node_id());
-        let per_game = self.config.subscribe == Subscribe::PerGame;
+        let inbox = self.names.inbox(self.node_id());
+        let per_game = self.per_game();
         let mut heartbeat = tokio::time::interval(heartbeat_ttl(self.config.lease) / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Cluster: subscriptions to try again (a slot moving), and the slot map check.
+        let mut incomplete = false;
+        let mut retry = tokio::time::interval(RETRY);
+        let mut audit = tokio::time::interval(cluster::AUDIT);
+        audit.reset();
+        let cluster = matches!(connected.pubsub, PubSub::Shards { .. });
         loop {
             tokio::select! {
-                msg = connected.stream.next() => {
-                    let Some(msg) = msg else { return };
-                    let channel = msg.get_channel_name();
-                    if channel == inbox {
-                        self.heard_inbox.fetch_add(1, Ordering::Relaxed);
-                        events.inbox(msg.get_payload_bytes());
-                    } else if let Some(game_id) = channel.strip_prefix("game:") {
-                        self.heard_game.fetch_add(1, Ordering::Relaxed);
-                        events.relayed(game_id, msg.get_payload_bytes());
+                heard = next_message(&mut connected.pubsub) => {
+                    let Some(heard) = heard else { return };
+                    match heard {
+                        Heard::Message(channel, payload) => {
+                            if channel == inbox {
+                                self.heard_inbox.fetch_add(1, Ordering::Relaxed);
+                                events.inbox(&payload);
+                            } else if let Some(game_id) = self.names.game_of(&channel) {
+                                self.heard_game.fetch_add(1, Ordering::Relaxed);
+                                events.relayed(game_id, &payload);
+                            }
+                        }
+                        Heard::Lost(channels) => {
+                            self.lost(&mut connected, channels);
+                            incomplete = true;
+                        }
+                        Heard::Nothing => {}
+                    }
+                }
+                _ = retry.tick(), if incomplete => {
+                    match self.follow_interest(&mut connected, Some(&events)).await {
+                        Ok(done) => incomplete = !done,
+                        Err(e) => {
+                            self.failed("subscribe", &e);
+                            return;
+                        }
+                    }
+                }
+                _ = audit.tick(), if cluster => {
+                    if let PubSub::Shards { shards, conn, .. } = &mut connected.pubsub {
+                        self.sent(1);
+                        match shards.audit(conn).await {
+                            Ok(moved) if !moved.is_empty() => {
+                                self.lost(&mut connected, moved);
+                                incomplete = true;
+                            }
+                            Ok(_) => {}
+                            Err(e) => log::debug!("CLUSTER SLOTS: {e}"),
+                        }
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -272,13 +426,51 @@ impl Inner {
                     }
                 }
                 () = self.interest_changed.notified(), if per_game => {
-                    if let Err(e) = self.follow_interest(&mut connected, Some(&events)).await {
-                        self.failed("subscribe", &e);
-                        return;
+                    match self.follow_interest(&mut connected, Some(&events)).await {
+                        Ok(done) => incomplete = !done,
+                        Err(e) => {
+                            self.failed("subscribe", &e);
+                            return;
+                        }
                     }
                 }
                 () = self.reconnect.notified() => return,
             }
+        }
+    }
+}
+
+impl Inner {
+    /// Shard channels no longer subscribed (their slot moved, or their node went away): they
+    /// are subscribed again on the next try, and their games read again then.
+    fn lost(&self, connected: &mut Connected, channels: Vec<String>) {
+        let inbox = self.names.inbox(self.node_id());
+        for channel in channels {
+            log::info!("Redis Cluster: {channel} is no longer subscribed (its slot moved); subscribing again");
+            if channel == inbox {
+                if let PubSub::Shards { inbox_lost, .. } = &mut connected.pubsub {
+                    *inbox_lost = true;
+                }
+            } else if let Some(game_id) = self.names.game_of(&channel) {
+                connected.games.remove(game_id);
+            }
+        }
+    }
+}
+
+/// The next subscribed message, or news of lost subscriptions; `None` when the connection ended.
+async fn next_message(pubsub: &mut PubSub) -> Option<Heard> {
+    match pubsub {
+        PubSub::One { stream, .. } => {
+            let msg = stream.next().await?;
+            Some(Heard::Message(
+                msg.get_channel_name().to_owned(),
+                msg.get_payload_bytes().to_vec(),
+            ))
+        }
+        PubSub::Shards { shards, .. } => {
+            let (addr, push) = shards.pushes.recv().await?;
+            Some(shards.heard(&addr, push))
         }
     }
 }

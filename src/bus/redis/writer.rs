@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::scripts::{game_channel, owner_key, state_key, CREATED_KEY, STATE_TTL_SECS};
+use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, Inner};
 use crate::bus::{Save, SaveResult};
 
@@ -121,43 +121,49 @@ pub async fn write_loop(inner: Arc<Inner>) {
 
 async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<SaveResult> {
     let failed = vec![SaveResult::Failed; batch.len()];
-    let Some(mut conn) = inner.conn() else {
+    let Some(conn) = inner.conn() else {
         return failed;
     };
     let node = inner.node_id();
-    let mut pipe = redis::pipe();
-    for (id, write) in batch {
-        match write {
-            Write::Save(save) => pipe
-                .cmd("EVALSHA")
-                .arg(inner.scripts.save.get_hash())
-                .arg(2)
-                .arg(owner_key(id))
-                .arg(state_key(id))
-                .arg(node)
-                .arg(inner.lease_ms())
-                .arg(&save.stored)
-                .arg(game_channel(id))
-                .arg(&save.publish)
-                .arg(STATE_TTL_SECS),
-            Write::Terminate { publish } => pipe
-                .cmd("EVALSHA")
-                .arg(inner.scripts.terminate.get_hash())
-                .arg(2)
-                .arg(owner_key(id))
-                .arg(state_key(id))
-                .arg(node)
-                .arg(game_channel(id))
-                .arg(publish),
-        };
-    }
+    let names = inner.names;
+    let mut cmds: Vec<redis::Cmd> = batch
+        .iter()
+        .map(|(id, write)| {
+            let mut cmd = redis::cmd("EVALSHA");
+            match write {
+                Write::Save(save) => cmd
+                    .arg(inner.scripts.save.get_hash())
+                    .arg(2)
+                    .arg(names.owner(id))
+                    .arg(names.state(id))
+                    .arg(node)
+                    .arg(inner.lease_ms())
+                    .arg(&save.stored)
+                    .arg(names.game_channel(id))
+                    .arg(&save.publish)
+                    .arg(STATE_TTL_SECS),
+                Write::Terminate { publish } => cmd
+                    .arg(inner.scripts.terminate.get_hash())
+                    .arg(2)
+                    .arg(names.owner(id))
+                    .arg(names.state(id))
+                    .arg(node)
+                    .arg(names.game_channel(id))
+                    .arg(publish),
+            };
+            cmd
+        })
+        .collect();
     if created > 0 {
-        pipe.cmd("INCRBY").arg(CREATED_KEY).arg(created).ignore();
+        let mut incr = redis::cmd("INCRBY");
+        incr.arg(CREATED_KEY).arg(created);
+        cmds.push(incr);
     }
-    inner.sent(batch.len() + usize::from(created > 0));
+    inner.sent(cmds.len());
     let sent_at = Instant::now();
-    match pipe.query_async::<Vec<i64>>(&mut conn).await {
-        Ok(answers) => {
+    match conn.all::<i64>(cmds).await {
+        Ok(mut answers) => {
+            answers.truncate(batch.len());
             inner
                 .writes_done
                 .fetch_add(answers.len() as u64, Ordering::Relaxed);
@@ -186,15 +192,19 @@ pub async fn publish_loop(inner: Arc<Inner>) {
             inner.outbox.ready.notified().await;
             continue;
         }
-        let Some(mut conn) = inner.conn() else {
+        let Some(conn) = inner.conn() else {
             continue;
         };
-        let mut pipe = redis::pipe();
-        for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-        }
+        let cmds = batch
+            .iter()
+            .map(|(channel, payload)| {
+                let mut cmd = redis::cmd(inner.names.publish());
+                cmd.arg(channel).arg(payload);
+                cmd
+            })
+            .collect();
         inner.sent(batch.len());
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        if let Err(e) = conn.all::<i64>(cmds).await {
             inner.failed("publish", &e);
         }
     }

@@ -1,6 +1,8 @@
-//! Beyond one Redis: per-game subscriptions and Redis Sentinel, against real `redis-server`
-//! processes (plain, replica, `--sentinel`) on free loopback ports owned by each test.
+//! Beyond one Redis: per-game subscriptions, Redis Sentinel and Redis Cluster, against real
+//! `redis-server` processes (plain, replica, `--sentinel`, cluster-enabled) on free loopback
+//! ports owned by each test.
 
+mod cluster;
 mod per_game;
 mod sentinel;
 
