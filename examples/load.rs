@@ -504,7 +504,10 @@ fn run_race(args: &Args) {
             .iter()
             .map(|h| h.map_or("?".to_owned(), |n| n.to_string()))
             .collect();
-        println!("pub/sub received   per server, game channels: {}", list.join("  "));
+        println!(
+            "pub/sub received   per server, game channels: {}",
+            list.join("  ")
+        );
     }
     if closed_early > 0 || connected < connections || t.scores_mismatch > 0 {
         println!(
