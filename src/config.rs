@@ -121,6 +121,11 @@ pub struct Config {
     #[arg(long, env = "GAME_THREADS", default_value_t = 0)]
     pub game_threads: usize,
 
+    /// Run everything on one thread: HTTP, WebSockets, game tasks and the Redis link (no
+    /// wake-ups between threads). For several servers sharing one small machine
+    #[arg(long, env = "SAME_THREAD")]
+    pub same_thread: bool,
+
     /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
     /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
     #[arg(long, env = "TRUST_PROXY")]

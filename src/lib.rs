@@ -60,7 +60,11 @@ pub struct Application {
 impl Application {
     /// Binds the listener and starts the node (and its bus) on `games`, the multi-thread
     /// runtime game tasks run on. Must be called inside an actix runtime.
-    pub fn build(config: Config, games: tokio::runtime::Handle) -> Result<Application, StartError> {
+    /// `games`: `None` in same-thread mode (game tasks then run on the one HTTP worker).
+    pub fn build(
+        config: Config,
+        games: Option<tokio::runtime::Handle>,
+    ) -> Result<Application, StartError> {
         let listen = config.listen_addr()?;
         let node_id = config
             .node_id
@@ -94,10 +98,12 @@ impl Application {
         timing.presence.handover = config.host_handover();
         timing.presence.remove = config.away_remove();
         let node = Node::new(bus, Arc::new(Metrics::default()), timing, games.clone());
-        {
+        if let Some(games) = &games {
             let _games = games.enter();
             node.start();
         }
+        let same_thread = games.is_none();
+        let start_node = node.clone();
         let state = aweb::Data::new(AppState {
             node: node.clone(),
             tokens,
@@ -107,6 +113,10 @@ impl Application {
             create_quota: web::quota::CreateQuota::new(config.create_limit),
         });
         let server = HttpServer::new(move || {
+            if same_thread {
+                // This worker's thread runs the games too (same-thread mode: one worker).
+                start_node.start_on(tokio::runtime::Handle::current());
+            }
             let log_state = state.clone();
             App::new()
                 .app_data(state.clone())
@@ -122,7 +132,11 @@ impl Application {
                 .configure(web::configure)
         })
         .on_connect(web::limit_send_buffer)
-        .workers(Config::threads(config.http_workers))
+        .workers(if config.same_thread {
+            1
+        } else {
+            Config::threads(config.http_workers)
+        })
         .keep_alive(web::KEEP_ALIVE)
         // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
         // algorithm with delayed ACKs held them ~40 ms: p90 press latency 43 ms → see README).

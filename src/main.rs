@@ -11,19 +11,22 @@ fn main() {
     // rustls (for rediss://) needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::from_args();
-    let games = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(Config::threads(config.game_threads))
-        .thread_name("game")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("robot-race: cannot start the game runtime: {e}");
-            std::process::exit(1);
+    // Same-thread mode: no game runtime, the one HTTP worker runs the games.
+    let games = (!config.same_thread).then(|| {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(Config::threads(config.game_threads))
+            .thread_name("game")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("robot-race: cannot start the game runtime: {e}");
+                std::process::exit(1);
+            }
         }
-    };
-    let handle = games.handle().clone();
+    });
+    let handle = games.as_ref().map(|g| g.handle().clone());
     let result = actix_web::rt::System::new().block_on(async move {
         let app = match Application::build(config, handle) {
             Ok(app) => app,
@@ -39,6 +42,8 @@ fn main() {
         eprintln!("robot-race: {e}");
         std::process::exit(1);
     }
-    games.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(games) = games {
+        games.shutdown_timeout(std::time::Duration::from_secs(1));
+    }
     log::info!("Stopped");
 }

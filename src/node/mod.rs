@@ -197,8 +197,9 @@ pub struct Shared {
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
-    /// Where game tasks run.
-    rt: tokio::runtime::Handle,
+    /// Where game tasks run: the game runtime, or (same-thread mode) the HTTP worker's,
+    /// known once that worker starts.
+    rt: std::sync::OnceLock<tokio::runtime::Handle>,
     games: registry::Games,
 }
 

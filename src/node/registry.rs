@@ -70,8 +70,16 @@ impl Shared {
             info: info.clone(),
         };
         let task = GameTask::new(game_id.to_owned(), self.clone(), info, rx, tx.downgrade());
-        self.rt.spawn(task.run(start));
+        self.runtime().spawn(task.run(start));
         handle
+    }
+
+    /// The runtime game tasks run on (set at start; the caller's if not yet).
+    pub(super) fn runtime(&self) -> tokio::runtime::Handle {
+        self.rt
+            .get()
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current)
     }
 }
 
@@ -99,17 +107,21 @@ pub struct Created {
 }
 
 impl Node {
-    /// `rt`: the (multi-thread) runtime game tasks run on.
+    /// `rt`: the runtime game tasks run on (`None`: the one [`Node::start_on`] names).
     pub fn new(
         bus: Arc<dyn Bus>,
         metrics: Arc<Metrics>,
         timing: Timing,
-        rt: tokio::runtime::Handle,
+        rt: impl Into<Option<tokio::runtime::Handle>>,
     ) -> Node {
         let node_id = bus.node_id().to_owned();
+        let cell = std::sync::OnceLock::new();
+        if let Some(rt) = rt.into() {
+            let _ = cell.set(rt);
+        }
         Node {
             shared: Arc::new(Shared {
-                rt,
+                rt: cell,
                 instance: format!("{node_id}/{}", nanoid::nanoid!(6)),
                 node_id,
                 bus,
@@ -125,12 +137,19 @@ impl Node {
         let events = Arc::new(super::events::Events {
             shared: self.shared.clone(),
         });
-        let _rt = self.shared.rt.enter();
+        let rt = self.shared.runtime();
+        let _rt = rt.enter();
         self.shared.bus.start(events);
         if self.shared.bus.replicated() {
-            self.shared
-                .rt
-                .spawn(super::events::upkeep(self.shared.clone()));
+            rt.spawn(super::events::upkeep(self.shared.clone()));
+        }
+    }
+
+    /// Same-thread mode: game tasks and the bus run on `rt` (the HTTP worker's runtime), and
+    /// start now. Only the first call counts.
+    pub fn start_on(&self, rt: tokio::runtime::Handle) {
+        if self.shared.rt.set(rt).is_ok() {
+            self.start();
         }
     }
 

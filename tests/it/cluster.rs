@@ -9,7 +9,14 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 fn node(redis: &Redis, name: &str) -> Server {
-    let server = Server::start(&["-redis", &redis.addr(), "-node-id", name]);
+    node_with(redis, name, &[])
+}
+
+fn node_with(redis: &Redis, name: &str, extra: &[&str]) -> Server {
+    let addr = redis.addr();
+    let mut args = vec!["-redis", &addr, "-node-id", name];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
     assert!(
         server.logs.wait_for(
             &format!(
@@ -28,8 +35,14 @@ fn node(redis: &Redis, name: &str) -> Server {
 }
 
 fn cluster(n: usize) -> (Redis, Vec<Server>) {
+    cluster_with(n, &[])
+}
+
+fn cluster_with(n: usize, extra: &[&str]) -> (Redis, Vec<Server>) {
     let redis = Redis::start();
-    let servers = (1..=n).map(|i| node(&redis, &format!("node{i}"))).collect();
+    let servers = (1..=n)
+        .map(|i| node_with(&redis, &format!("node{i}"), extra))
+        .collect();
     (redis, servers)
 }
 
@@ -152,8 +165,18 @@ async fn a_game_created_on_one_server_is_played_from_three() {
 /// 3 servers × 3 players × 300 presses, as fast as the rate limit allows: nothing is lost.
 #[actix_rt::test]
 async fn no_press_is_lost_across_servers() {
+    no_press_lost(&[]).await;
+}
+
+/// The same with every server in same-thread mode (HTTP, games and Redis on one thread).
+#[actix_rt::test]
+async fn no_press_is_lost_across_same_thread_servers() {
+    no_press_lost(&["-same-thread"]).await;
+}
+
+async fn no_press_lost(extra: &[&str]) {
     const PRESSES: usize = 300;
-    let (redis, servers) = cluster(3);
+    let (redis, servers) = cluster_with(3, extra);
     let admin = servers[0].api().create("p0", 1000, 3).await;
     let mut joined = vec![admin.clone()];
     for i in 1..9 {
@@ -464,9 +487,19 @@ async fn a_killed_owner_is_replaced_and_the_race_goes_on() {
 /// SIGTERM on the owner hands its games over at once.
 #[actix_rt::test]
 async fn sigterm_on_the_owner_hands_the_game_over() {
+    sigterm_hands_over(&[]).await;
+}
+
+/// The same with same-thread servers: shutdown drains before the one worker stops.
+#[actix_rt::test]
+async fn sigterm_on_a_same_thread_owner_hands_the_game_over() {
+    sigterm_hands_over(&["-same-thread"]).await;
+}
+
+async fn sigterm_hands_over(extra: &[&str]) {
     let redis = Redis::start();
-    let mut owner = node(&redis, "leaving");
-    let other = node(&redis, "staying");
+    let mut owner = node_with(&redis, "leaving", extra);
+    let other = node_with(&redis, "staying", extra);
     let ann = owner.api().create("ann", 5, 0).await;
     let bob = other.api().join(&ann.game_id, "bob").await;
     let mut ann_ws = connect(&owner, &ann).await;
@@ -484,7 +517,7 @@ async fn sigterm_on_the_owner_hands_the_game_over() {
     );
     assert!(owner.logs.contains("released 4 game(s) to the cluster"));
     // A server that owns nothing stops cleanly too.
-    let mut idle = node(&redis, "idle");
+    let mut idle = node_with(&redis, "idle", extra);
     assert!(idle.terminate().expect("no exit after SIGTERM").success());
     assert!(
         !idle.logs.contains("could not release"),
