@@ -243,10 +243,12 @@ pub fn parse_listen_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
 /// Go-style single dash works; anything else (values, `-h`, `-V`) is left alone.
 fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
     let command = Config::command();
-    let longs: Vec<&str> = command
+    // Each long name, and whether it takes a value (a switch such as `-same-thread` does not,
+    // so the argument after it is a flag again).
+    let longs: Vec<(&str, bool)> = command
         .get_arguments()
-        .filter_map(|a| a.get_long())
-        .chain(["help", "version"])
+        .filter_map(|a| Some((a.get_long()?, a.get_action().takes_values())))
+        .chain([("help", false), ("version", false)])
         .collect();
     let mut out = Vec::new();
     let mut expect_value = false;
@@ -259,11 +261,12 @@ fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
         let rewritten = match arg.strip_prefix('-') {
             Some(rest) if !rest.starts_with('-') => {
                 let name = rest.split('=').next().unwrap_or(rest);
-                if longs.contains(&name) {
-                    expect_value = !rest.contains('=');
-                    Some(format!("-{arg}"))
-                } else {
-                    None
+                match longs.iter().find(|(long, _)| *long == name) {
+                    Some((_, takes_value)) => {
+                        expect_value = *takes_value && !rest.contains('=');
+                        Some(format!("-{arg}"))
+                    }
+                    None => None,
                 }
             }
             Some(rest) => {
@@ -285,6 +288,20 @@ mod tests {
         let mut all = vec!["robot-race".to_owned()];
         all.extend(args.iter().map(|s| s.to_string()));
         Config::try_from_args(all).unwrap()
+    }
+
+    #[test]
+    fn a_switch_before_a_single_dash_flag_leaves_it_a_flag() {
+        let c = parse(&[
+            "-same-thread",
+            "-create-limit",
+            "0",
+            "-trust-proxy",
+            "-addr",
+            ":9",
+        ]);
+        assert!(c.same_thread && c.trust_proxy);
+        assert_eq!((c.create_limit, c.addr.as_deref()), (0, Some(":9")));
     }
 
     #[test]
