@@ -112,6 +112,8 @@ struct InFlight {
     presses: Vec<Instant>,
     /// What players see once it is committed.
     frame: ByteString,
+    /// The same state in full, when a session is behind and will need it.
+    full: Option<ByteString>,
     /// The last of our own commands it includes.
     own_seq: Option<u64>,
 }

@@ -92,8 +92,12 @@ pub struct Metrics {
     pub updates_sent: AtomicU64,
     /// Presses from local players that passed the rate limit.
     pub presses: AtomicU64,
-    /// Sessions dropped for not reading their updates.
+    /// Sessions closed for not reading (a write that did not finish in time, or no pong).
     pub sessions_dropped_slow: AtomicU64,
+    /// Times a session fell behind (its queue full): it is skipped, then resynced.
+    pub sessions_behind: AtomicU64,
+    /// Frames not queued to a session that was behind (it got a newer state instead).
+    pub frames_skipped: AtomicU64,
     /// Committed updates from other servers shown here.
     pub relayed_in: AtomicU64,
     /// Commands sent to the owning server (resends included).

@@ -1,8 +1,10 @@
 //! The players of one game connected to this server, and the frames queued to them.
 //!
-//! A frame is serialised once and its bytes shared; each session gets it with `try_send`. A
-//! session whose queue is full is too slow: it is dropped (its task sees the end and closes
-//! the socket), never waited for.
+//! A frame is serialised once and its bytes shared; each session gets it with `try_send`,
+//! never waited for. A session whose queue is full has fallen behind: it is skipped (no queue
+//! of stale frames builds up), and once its queue has room again it gets the newest full
+//! state and carries on from there. A socket that stops draining altogether is closed by its
+//! session task (a write that does not finish in time).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use super::Metrics;
 /// A WebSocket session's id, unique on this server.
 pub type SessionId = u64;
 
-/// Frames queued for one session before it counts as too slow and is dropped.
-pub const SESSION_QUEUE: usize = 256;
+/// Frames queued for one session before it counts as behind (and is skipped until it has
+/// room again).
+pub const SESSION_QUEUE: usize = 32;
 
 /// What a game task sends a session's task (frames go through its [`FrameSink`]).
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ struct Local {
     sink: Box<dyn FrameSink>,
     /// Instructions for the session's task (close); dropping it ends the session.
     outbox: mpsc::Sender<Outbound>,
+    /// Frames were skipped: the next it gets is the newest full state.
+    behind: bool,
 }
 
 /// One game's local sessions.
@@ -98,6 +103,7 @@ impl Sessions {
             robot_id,
             sink,
             outbox,
+            behind: false,
         });
     }
 
@@ -146,24 +152,43 @@ impl Sessions {
         self.list.is_empty()
     }
 
-    /// Sends a frame to every session; drops those that cannot keep up.
-    pub fn send_all(&mut self, frame: &ByteString) {
+    /// Whether some session is behind (then the caller offers the newest full state).
+    pub fn any_behind(&self) -> bool {
+        self.list.iter().any(|s| s.behind)
+    }
+
+    /// Sends a frame to every session. One whose queue is full is skipped from then on;
+    /// when its queue is half empty again it gets `resync`, the newest full state (when the
+    /// caller has one; else it waits for the next).
+    pub fn send_all(&mut self, frame: &ByteString, resync: Option<&ByteString>) {
         let metrics = &self.metrics;
-        self.list.retain(|s| {
+        self.list.retain_mut(|s| {
+            let frame = if s.behind {
+                let room = s.outbox.capacity() * 2 >= s.outbox.max_capacity();
+                match resync.filter(|_| room) {
+                    Some(full) => full,
+                    None => {
+                        metrics.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                }
+            } else {
+                frame
+            };
             match s.outbox.try_send(Outbound::Frame(frame.clone())) {
                 Ok(()) => {
                     metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
+                    s.behind = false;
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    log::info!(
-                        "session {}: dropped, it does not keep up with updates",
-                        s.id
-                    );
-                    metrics
-                        .sessions_dropped_slow
-                        .fetch_add(1, Ordering::Relaxed);
-                    false
+                    if !s.behind {
+                        log::debug!("session {}: behind; skipping to the newest state", s.id);
+                        metrics.sessions_behind.fetch_add(1, Ordering::Relaxed);
+                    }
+                    metrics.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                    s.behind = true;
+                    true
                 }
                 // The session already ended; its disconnect is on the way.
                 Err(mpsc::error::TrySendError::Closed(_)) => false,

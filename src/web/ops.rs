@@ -133,7 +133,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         "Games this server owns (applies commands for).",
         &[("", stats.owned as u64)],
     );
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "games_created_total",
             "Games created on this server.",
@@ -151,8 +151,18 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         ),
         (
             "sessions_dropped_slow_total",
-            "Sessions dropped because they did not read their updates.",
+            "Sessions closed because they did not read their updates (a write that did not finish in time, or no pong for 30 s).",
             m.sessions_dropped_slow.load(Relaxed),
+        ),
+        (
+            "sessions_behind_total",
+            "Times a session fell behind: skipped, then sent the newest full state.",
+            m.sessions_behind.load(Relaxed),
+        ),
+        (
+            "frames_skipped_total",
+            "Frames not queued to a session that was behind (it got a newer state instead).",
+            m.frames_skipped.load(Relaxed),
         ),
         (
             "relayed_updates_total",

@@ -269,7 +269,13 @@ async fn run(
                     match tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break None,
-                        Err(_) => break Some(reason(CloseCode::Policy, "too slow")),
+                        Err(_) => {
+                            log::info!("session {id}: closed, it does not read its updates");
+                            node.metrics()
+                                .sessions_dropped_slow
+                                .fetch_add(1, Ordering::Relaxed);
+                            break Some(reason(CloseCode::Policy, "too slow"));
+                        }
                     }
                 }
                 Some(Outbound::Close(CloseWhy::Terminated)) => {
@@ -311,6 +317,11 @@ async fn run(
             },
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > CLIENT_TIMEOUT {
+                    // Not even a pong: a client that stopped reading, or is gone.
+                    log::info!("session {id}: closed, silent for {CLIENT_TIMEOUT:?}");
+                    node.metrics()
+                        .sessions_dropped_slow
+                        .fetch_add(1, Ordering::Relaxed);
                     break Some(reason(CloseCode::Normal, "timed out"));
                 }
                 if session.ping(b"").await.is_err() {

@@ -14,6 +14,16 @@ use crate::node::sessions::{Outbound, SessionId};
 use crate::node::wire::{scores_message, update_message, Cmd, Command, InboxMsg};
 use crate::node::{NodeError, OVERLOAD_AGE};
 
+/// Where a session that fell behind gets the full state of the version shown.
+pub(in crate::node) enum Full<'a> {
+    /// The frame shown is a full update.
+    This,
+    /// The game as held is that version (committed): serialise it.
+    Current,
+    /// Made at save time (when a session was behind), if it was.
+    Saved(Option<&'a ByteString>),
+}
+
 /// Presses timed per save for `press_to_broadcast` (a bound, not a limit on presses).
 const MAX_TIMED_PRESSES: usize = 1024;
 use crate::protocol::{error_frame, scores_frame, update_frame, ClientMsg, ServerMsg};
@@ -331,6 +341,12 @@ impl GameTask {
                 update_message(&self.shared.node_id, &stored),
             )
         };
+        // A session that fell behind catches up with a full view of what is committed.
+        let full = match self.sessions.any_behind() {
+            true if scores_only => Some(update_frame(game)),
+            true => Some(frame.clone()),
+            false => None,
+        };
         let save = Save {
             version: game.version,
             publish,
@@ -346,6 +362,7 @@ impl GameTask {
                     version,
                     presses: std::mem::take(&mut self.presses),
                     frame,
+                    full,
                     own_seq,
                 })
             }
@@ -364,7 +381,7 @@ impl GameTask {
             if game.version > self.shown {
                 let frame = self.frame_of(game);
                 self.layout_changed = false;
-                self.show(game.version, &frame);
+                self.show(game.version, &frame, Full::Current);
             }
         }
         let presses = std::mem::take(&mut self.presses);
@@ -392,10 +409,24 @@ impl GameTask {
         }
     }
 
-    pub(super) fn show(&mut self, version: u64, frame: &ByteString) {
+    pub(super) fn show(&mut self, version: u64, frame: &ByteString, full: Full<'_>) {
         if version > self.shown {
             self.shown = version;
-            self.sessions.send_all(frame);
+            // Only when someone needs it: a full view costs a serialisation.
+            let resync = if self.sessions.any_behind() {
+                match full {
+                    Full::This => Some(frame.clone()),
+                    Full::Current => self
+                        .game
+                        .as_ref()
+                        .filter(|g| g.version == version)
+                        .map(update_frame),
+                    Full::Saved(saved) => saved.cloned(),
+                }
+            } else {
+                None
+            };
+            self.sessions.send_all(frame, resync.as_ref());
         }
     }
 

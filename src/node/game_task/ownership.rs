@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
+use super::commands::Full;
 use super::GameTask;
 use crate::bus::{Claim, SaveResult};
 use crate::game::{Game, State};
@@ -250,7 +251,7 @@ impl GameTask {
         self.layout_changed = false;
         let version = game.version;
         self.game = Some(game);
-        self.show(version, &frame);
+        self.show(version, &frame, Full::This);
         self.settled();
     }
 
@@ -320,7 +321,7 @@ impl GameTask {
         if let Some(game) = &self.game {
             self.origin.acked_by(game);
         }
-        self.show(version, &frame);
+        self.show(version, &frame, Full::Current);
         self.act(&actions);
     }
 
@@ -352,7 +353,11 @@ impl GameTask {
         let (role, actions) = role::on_saved(&self.role, result, self.ctx());
         self.set_role(role);
         if actions.contains(&Action::ShowCommitted) {
-            self.show(in_flight.version, &in_flight.frame);
+            self.show(
+                in_flight.version,
+                &in_flight.frame,
+                Full::Saved(in_flight.full.as_ref()),
+            );
             self.broadcast_timed(&in_flight.presses);
             if let (Some(seq), Some(game)) = (in_flight.own_seq, &self.game) {
                 self.origin.ack_upto(seq, game);
