@@ -13,21 +13,7 @@ fn node(redis: &Redis, name: &str) -> Server {
 }
 
 fn node_with(redis: &Redis, name: &str, extra: &[&str]) -> Server {
-    let addr = redis.addr();
-    let mut args = vec!["-redis", &addr, "-node-id", name];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args);
-    assert!(
-        server.logs.wait_for(
-            &format!(
-                "Connected to Redis at {} - multi-server mode enabled",
-                redis.addr()
-            ),
-            SECS(20)
-        ),
-        "{name} did not connect:\n{}",
-        server.logs.all()
-    );
+    let server = cluster_node(redis, name, extra);
     assert!(server
         .logs
         .contains("Subscribed to Redis channels: [game:*]"));

@@ -233,6 +233,24 @@ impl Drop for Server {
 }
 
 /// A `redis-server` owned by the test.
+/// A server of a cluster on `redis` named `name` (with `extra` flags), once it says it is
+/// connected to Redis.
+pub fn cluster_node(redis: &Redis, name: &str, extra: &[&str]) -> Server {
+    let addr = redis.addr();
+    let mut args = vec!["-redis", &addr, "-node-id", name];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    assert!(
+        server.logs.wait_for(
+            &format!("Connected to Redis at {addr} - multi-server mode enabled"),
+            Duration::from_secs(20)
+        ),
+        "{name} did not connect:\n{}",
+        server.logs.all()
+    );
+    server
+}
+
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,

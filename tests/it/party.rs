@@ -11,28 +11,8 @@ use crate::helpers::*;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn node(redis: &Redis, name: &str) -> Server {
-    let server = Server::start(&[
-        "-redis",
-        &redis.addr(),
-        "-node-id",
-        name,
-        "-host-handover-ms",
-        "1000",
-        "-away-remove-ms",
-        "2500",
-    ]);
-    assert!(
-        server.logs.wait_for(
-            &format!(
-                "Connected to Redis at {} - multi-server mode enabled",
-                redis.addr()
-            ),
-            SECS(20)
-        ),
-        "{name} did not connect:\n{}",
-        server.logs.all()
-    );
-    server
+    let flags = ["-host-handover-ms", "1000", "-away-remove-ms", "2500"];
+    cluster_node(redis, name, &flags)
 }
 
 fn connected(game: &Value) -> Vec<bool> {

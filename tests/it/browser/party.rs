@@ -29,28 +29,8 @@ const HANDOVER_MS: u64 = 1500;
 /// away in setup stay, so the test can look at them).
 fn node(redis: &Redis, name: &str) -> Server {
     let handover = HANDOVER_MS.to_string();
-    let server = Server::start(&[
-        "-redis",
-        &redis.addr(),
-        "-node-id",
-        name,
-        "-host-handover-ms",
-        &handover,
-        "-away-remove-ms",
-        "60000",
-    ]);
-    assert!(
-        server.logs.wait_for(
-            &format!(
-                "Connected to Redis at {} - multi-server mode enabled",
-                redis.addr()
-            ),
-            SECS(20)
-        ),
-        "{name} did not connect:\n{}",
-        server.logs.all()
-    );
-    server
+    let flags = ["-host-handover-ms", &handover, "-away-remove-ms", "60000"];
+    cluster_node(redis, name, &flags)
 }
 
 /// A browser whose page (not window) has this size; `phone`: touch, pixel ratio 2.

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::{join, join_all};
 use redis::Value;
 
-use super::health;
-use crate::faults::{
-    agreement, notable_logs, presses_not_accounted_for, report, six_players_racing, PRESS_EVERY,
-};
+use super::{health, nothing_lost, play_resumes};
+use crate::faults::{notable_logs, six_players_racing, PRESS_EVERY};
 use crate::helpers::*;
 
 /// The most any of these tests may take, set-up included.
@@ -370,39 +368,9 @@ async fn race_through(fault: Fault) {
         ),
     }
     // Play resumes: a press on every server moves its player's robot, within 10 s of the fault.
-    let left = SECS(10).saturating_sub(struck.elapsed()).max(SECS(1));
-    let moved = join_all(
-        players
-            .iter_mut()
-            .map(|p| p.press_until_own_score_rises(Duration::from_millis(100), left)),
-    )
-    .await;
-    let resumed: Vec<Option<Duration>> = moved
-        .iter()
-        .map(|at| at.map(|at| at.duration_since(struck)))
-        .collect();
+    let resumed = play_resumes(&mut players, &servers, struck).await;
     println!("presses moved robots after {resumed:?} (slot {slot} now on {now_serving:?})");
-    assert!(
-        resumed.iter().all(|t| t.is_some_and(|t| t <= SECS(10))),
-        "play did not resume within 10 s of the fault: {resumed:?}\n{}{}",
-        report(&players),
-        notable_logs(&servers)
-    );
-    let agreed = settle(&mut players, SECS(20), SECS(5)).await;
-    let failures: Vec<String> = [
-        agreement(&players, &agreed),
-        presses_not_accounted_for(&players, &agreed),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{}\n{}{}",
-        failures.join("\n"),
-        report(&players),
-        notable_logs(&servers)
-    );
+    nothing_lost(&mut players, &servers).await;
     // The stored game agrees with what every screen shows.
     let stored = text(
         now_serving[0],

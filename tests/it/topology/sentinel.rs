@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join, join_all};
 
-use super::health;
-use crate::faults::{
-    agreement, notable_logs, presses_not_accounted_for, report, six_players_racing, PRESS_EVERY,
-};
+use super::{health, nothing_lost, play_resumes};
+use crate::faults::{notable_logs, six_players_racing, PRESS_EVERY};
 use crate::helpers::*;
 
 const MASTER_NAME: &str = "mymaster";
@@ -277,42 +275,12 @@ async fn race_through(fault: Fault) {
         notable_logs(&servers)
     );
     // Play resumes: a press on every server moves its player's robot, within 10 s of the fault.
-    let left = SECS(10).saturating_sub(struck.elapsed()).max(SECS(1));
-    let moved = join_all(
-        players
-            .iter_mut()
-            .map(|p| p.press_until_own_score_rises(Duration::from_millis(100), left)),
-    )
-    .await;
-    let resumed: Vec<Option<Duration>> = moved
-        .iter()
-        .map(|at| at.map(|at| at.duration_since(struck)))
-        .collect();
+    let resumed = play_resumes(&mut players, &servers, struck).await;
     println!(
         "servers on the new master {:?} after the fault; presses moved robots after {resumed:?}",
         switched.get()
     );
-    assert!(
-        resumed.iter().all(|t| t.is_some_and(|t| t <= SECS(10))),
-        "play did not resume within 10 s of the fault: {resumed:?}\n{}{}",
-        report(&players),
-        notable_logs(&servers)
-    );
-    let agreed = settle(&mut players, SECS(20), SECS(5)).await;
-    let failures: Vec<String> = [
-        agreement(&players, &agreed),
-        presses_not_accounted_for(&players, &agreed),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{}\n{}{}",
-        failures.join("\n"),
-        report(&players),
-        notable_logs(&servers)
-    );
+    nothing_lost(&mut players, &servers).await;
     let after = health(&servers[2]).await;
     assert_eq!(after["redis_master"], new.as_str(), "{after}");
     assert_eq!(set.sentinels[0].master().as_deref(), Some(new.as_str()));
