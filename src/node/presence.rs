@@ -119,6 +119,15 @@ impl Tracker {
         );
     }
 
+    /// Redis is unreachable: other servers cannot report, which says nothing about their
+    /// players. Their last reports stand until it is back (no one is marked away, no host
+    /// handed over, for a Redis blip).
+    pub fn hold_reports(&mut self, now: Instant) {
+        for report in self.reports.values_mut() {
+            report.at = now;
+        }
+    }
+
     /// Applies presence to the game: `local` are the robots with a socket on this server.
     pub fn apply(
         &mut self,
@@ -212,6 +221,8 @@ impl Tracker {
 pub struct Reporter {
     counter: u64,
     sent: Vec<String>,
+    /// The last report could not be sent: send one again, even an empty one.
+    unsent: bool,
     /// The owner it was sent to, and when.
     to: Option<(String, Instant)>,
 }
@@ -233,10 +244,11 @@ impl Reporter {
             .to
             .as_ref()
             .is_some_and(|(_, at)| *at + t.refresh <= now);
-        let changed = local != self.sent;
+        let changed = local != self.sent || self.unsent;
         if !(changed || (fresh_owner && !local.is_empty()) || (stale && !local.is_empty())) {
             return None;
         }
+        self.unsent = false;
         self.counter += 1;
         self.sent = local.clone();
         self.to = Some((owner.to_owned(), now));
@@ -251,9 +263,11 @@ impl Reporter {
         }
     }
 
-    /// Something was reported (the owner may need to hear it again if it changes).
+    /// The report could not be sent: the next [`Reporter::due`] sends it again, whatever
+    /// changed or not.
     pub fn forget_owner(&mut self) {
         self.to = None;
+        self.unsent = true;
     }
 }
 
@@ -330,6 +344,25 @@ mod tests {
     }
 
     #[test]
+    fn reports_stand_while_redis_is_unreachable() {
+        let t = timing();
+        let start = Instant::now();
+        let mut g = game(2);
+        let mut tracker = Tracker::default();
+        tracker.report("n2/a", 1, vec!["r1".into()], start);
+        tracker.apply(&mut g, &["r0"], start, &t);
+        // Redis down for a minute: the report is held, nobody goes away.
+        for s in 1..=60 {
+            let now = start + Duration::from_secs(s);
+            tracker.hold_reports(now);
+            assert!(!tracker.apply(&mut g, &["r0"], now, &t).any(), "at {s} s");
+        }
+        // Back, and no fresh report: it expires as usual.
+        let changes = tracker.apply(&mut g, &["r0"], start + Duration::from_secs(70), &t);
+        assert_eq!(changes.away, vec!["r1".to_string()]);
+    }
+
+    #[test]
     fn robots_away_mid_round_stay() {
         let t = timing();
         let start = Instant::now();
@@ -364,5 +397,12 @@ mod tests {
         );
         assert_eq!(r.next_refresh(&t), None, "nothing to refresh");
         assert_eq!(r.due("n3", vec![], start + t.refresh * 5, &t), None);
+        // A report that could not be sent goes again, even an empty one.
+        r.forget_owner();
+        assert_eq!(
+            r.due("n3", vec![], start + t.refresh * 5, &t),
+            Some((5, vec![]))
+        );
+        assert_eq!(r.due("n3", vec![], start + t.refresh * 6, &t), None);
     }
 }

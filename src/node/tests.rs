@@ -651,3 +651,22 @@ async fn a_press_that_waited_too_long_is_answered_overloaded_not_applied() {
     let (_, _, count) = a.metrics().press_to_broadcast.snapshot();
     assert_eq!(count, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_redis_outage_marks_nobody_away_and_hands_nothing_over() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    // Bob's robot is on b; b's reports cannot reach the owner while Redis is down.
+    let created = a.create(name("ann"), GameConfig::default()).await.unwrap();
+    let bob = b.join(&created.game_id, name("bob")).await.unwrap();
+    let mut ann = seat(&a, &created.game_id, &created.robot_id).await;
+    let _bob = seat(&b, &created.game_id, &bob).await;
+    ann.wait(|g| connected(g) == [true, true]).await;
+    cluster.down();
+    ann.read(Duration::from_secs(45)).await;
+    assert_eq!(connected(&ann.drawn), [true, true], "{}", ann.drawn);
+    cluster.back(false);
+    ann.read(Duration::from_secs(15)).await;
+    assert_eq!(connected(&ann.drawn), [true, true], "{}", ann.drawn);
+    assert_eq!(ann.drawn["robots"].as_array().unwrap().len(), 2);
+}

@@ -25,6 +25,9 @@ impl GameTask {
                     return;
                 };
                 let local = self.sessions.robots_present();
+                if !bus_up {
+                    self.tracker.hold_reports(now);
+                }
                 let changes = self.tracker.apply(game, &local, now, &t);
                 if changes.any() {
                     let id = &self.id;
@@ -62,6 +65,7 @@ impl GameTask {
                     .into_iter()
                     .map(str::to_owned)
                     .collect();
+                let mut unsent = false;
                 if let Some((counter, robots)) = self.reporter.due(&owner, local, now, &t) {
                     let msg = InboxMsg::Presence {
                         game_id: self.id.clone(),
@@ -70,10 +74,15 @@ impl GameTask {
                         robots,
                     };
                     if !self.shared.bus.send_to(&owner, msg.encode()) {
+                        // Redis is unreachable: the owner hears it again once it is back.
                         self.reporter.forget_owner();
+                        unsent = true;
                     }
                 }
-                self.next_presence = self.reporter.next_refresh(&t);
+                self.next_presence = match unsent {
+                    true => Some(now + t.refresh),
+                    false => self.reporter.next_refresh(&t),
+                };
             }
             Role::Resolving { .. } | Role::Stopping => {}
         }
