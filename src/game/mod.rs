@@ -7,6 +7,18 @@
 
 use serde::{Deserialize, Serialize};
 
+mod applied;
+mod name;
+mod presence;
+mod view;
+
+pub use view::{GameView, LeaderboardEntry, RobotView};
+
+#[cfg(test)]
+use applied::MAX_ORIGINS;
+pub use applied::{Admit, Applied};
+pub use name::PlayerName;
+
 /// Fewest robots that can race.
 pub const MIN_PLAYERS: usize = 2;
 /// Most robots in one game (lanes on the track).
@@ -21,55 +33,6 @@ pub const DEFAULT_COUNTDOWN: u32 = 3;
 pub const COUNTDOWN_RANGE: std::ops::RangeInclusive<u32> = 0..=10;
 /// Longest name, in characters, after trimming.
 pub const MAX_NAME_CHARS: usize = 10;
-
-/// A player's display name: 1–10 characters after trimming, no control characters.
-///
-/// Only [`PlayerName::parse`] builds one, so any `PlayerName` in the program is valid. HTML in a
-/// name is allowed (it is escaped wherever it is shown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayerName(String);
-
-impl PlayerName {
-    /// 1–10 characters as a person counts them (grapheme clusters: an emoji with its skin
-    /// tone is one), after trimming; no control characters, no bidi overrides or isolates
-    /// (U+202E makes "evil" after it display as "live"), no invisible zero-width characters.
-    pub fn parse(raw: &str) -> Result<Self, RuleError> {
-        use unicode_segmentation::UnicodeSegmentation;
-        let name = raw.trim();
-        let count = name.graphemes(true).count();
-        let invisible = name
-            .graphemes(true)
-            .any(|g| g.chars().all(|c| c == '\u{200D}' || hidden(c)));
-        if count == 0
-            || count > MAX_NAME_CHARS
-            || name.chars().any(|c| c.is_control() || hidden(c))
-            || invisible
-        {
-            return Err(RuleError::InvalidName);
-        }
-        Ok(PlayerName(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Bidi controls and zero-width characters (the zero-width joiner is allowed inside an emoji
-/// sequence, never on its own).
-fn hidden(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200C}'
-            | '\u{200E}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
-}
 
 /// What a creator may choose for a game.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,60 +195,6 @@ pub struct Game {
     pub applied: Applied,
 }
 
-/// How far each origin's numbered commands have been applied: origin → the last number.
-///
-/// An origin (one server process) numbers its commands for a game 1, 2, 3… and resends any
-/// that were not acknowledged, in order. A number at or below the last applied is a repeat;
-/// one beyond the next is out of order (an earlier one is missing) and waits for the resend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied(Vec<(String, u64)>);
-
-/// Origins remembered per game; the least recently seen is forgotten first.
-const MAX_ORIGINS: usize = 64;
-
-/// What to do with a numbered command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Next in line: apply it (now recorded as applied).
-    Apply,
-    /// Already applied.
-    Repeat,
-    /// An earlier command from the same origin has not arrived yet.
-    OutOfOrder,
-}
-
-impl Applied {
-    /// The last number applied from `origin`.
-    pub fn last(&self, origin: &str) -> Option<u64> {
-        self.0.iter().find(|(o, _)| o == origin).map(|(_, n)| *n)
-    }
-
-    /// Decides on command `seq` from `origin`, recording it when it is to be applied.
-    pub fn admit(&mut self, origin: &str, seq: u64) -> Admit {
-        match self.0.iter().position(|(o, _)| o == origin) {
-            Some(i) => {
-                let last = self.0[i].1;
-                if seq <= last {
-                    return Admit::Repeat;
-                }
-                if seq > last + 1 {
-                    return Admit::OutOfOrder;
-                }
-                let mut entry = self.0.remove(i);
-                entry.1 = seq;
-                self.0.push(entry);
-            }
-            None => {
-                if self.0.len() >= MAX_ORIGINS {
-                    self.0.remove(0);
-                }
-                self.0.push((origin.to_owned(), seq));
-            }
-        }
-        Admit::Apply
-    }
-}
-
 /// What happened to the round after a countdown step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -309,7 +218,7 @@ impl Game {
             version: 1,
             robots: vec![Robot {
                 id: admin_id,
-                name: admin_name.0,
+                name: admin_name.into_string(),
                 score: 0,
                 admin: true,
                 previous_wins: 0,
@@ -345,7 +254,7 @@ impl Game {
         let admin = self.robots.is_empty();
         self.robots.push(Robot {
             id: robot_id,
-            name: name.0,
+            name: name.into_string(),
             score: 0,
             admin,
             previous_wins: 0,
@@ -451,181 +360,6 @@ impl Game {
         self.version += 1;
         Ok(())
     }
-
-    /// Marks a robot present or away (presence). Returns whether anything changed; a robot
-    /// whose player left stays away.
-    pub fn set_connected(&mut self, robot_id: &str, connected: bool) -> bool {
-        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
-            return false;
-        };
-        let connected = connected && !robot.left;
-        if robot.connected == connected {
-            return false;
-        }
-        robot.connected = connected;
-        self.version += 1;
-        true
-    }
-
-    /// The admin role passes to the next connected robot after the admin in join order
-    /// (host hand-over). Returns the new admin's id, or `None` when nobody connected can take
-    /// it (then nothing changes).
-    pub fn hand_over_admin(&mut self) -> Option<String> {
-        let to = self.pass_admin()?;
-        self.version += 1;
-        Some(to)
-    }
-
-    /// [`Game::hand_over_admin`] without the version bump (for changes that make one).
-    fn pass_admin(&mut self) -> Option<String> {
-        let from = self.robots.iter().position(|r| r.admin)?;
-        let n = self.robots.len();
-        let to = (1..n)
-            .map(|k| (from + k) % n)
-            .find(|&i| self.robots[i].connected)?;
-        self.robots[from].admin = false;
-        self.robots[to].admin = true;
-        Some(self.robots[to].id.clone())
-    }
-
-    /// Takes a robot out of the game (in `setup` only: a lane mid-round stays). An admin that
-    /// goes hands the role on: to the next connected robot, else simply the next one. Returns
-    /// whether it was removed.
-    pub fn remove(&mut self, robot_id: &str) -> bool {
-        if self.state != State::Setup {
-            return false;
-        }
-        let Some(i) = self.robots.iter().position(|r| r.id == robot_id) else {
-            return false;
-        };
-        let gone = self.robots.remove(i);
-        if gone.admin && !self.robots.is_empty() {
-            let n = self.robots.len();
-            let next = (0..n)
-                .map(|k| (i + k) % n)
-                .find(|&j| self.robots[j].connected)
-                .unwrap_or(i % n);
-            self.robots[next].admin = true;
-        }
-        self.version += 1;
-        true
-    }
-
-    /// A player leaves: in `setup` the robot goes at once; otherwise it stays, away, for the
-    /// rest of the round. An admin who leaves hands the role on at once.
-    pub fn leave(&mut self, robot_id: &str) -> Result<Left, RuleError> {
-        if self.robot(robot_id).is_none() {
-            return Err(RuleError::UnknownRobot);
-        }
-        if self.state == State::Setup {
-            self.remove(robot_id);
-            return Ok(if self.robots.is_empty() {
-                Left::Empty
-            } else {
-                Left::Removed
-            });
-        }
-        let Some(robot) = self.robots.iter_mut().find(|r| r.id == robot_id) else {
-            return Err(RuleError::UnknownRobot);
-        };
-        if robot.left {
-            return Ok(Left::Away);
-        }
-        robot.left = true;
-        robot.connected = false;
-        self.version += 1;
-        if self.is_admin(robot_id) {
-            // Nobody connected: the role stays put until someone can take it.
-            self.pass_admin();
-        }
-        Ok(Left::Away)
-    }
-
-    /// Robots by total wins (banked plus the current round's), most first; among equal wins
-    /// this round's winner comes first, then join order.
-    pub fn leaderboard(&self) -> Vec<LeaderboardEntry<'_>> {
-        let mut board: Vec<_> = self
-            .robots
-            .iter()
-            .map(|r| LeaderboardEntry {
-                robot_id: &r.id,
-                name: &r.name,
-                wins: r.previous_wins + u32::from(self.winner.as_deref() == Some(r.id.as_str())),
-            })
-            .collect();
-        let winner = self.winner.as_deref();
-        board.sort_by_key(|e| (std::cmp::Reverse(e.wins), Some(e.robot_id) != winner));
-        board
-    }
-
-    /// The `GAME` object of PROTOCOL.md, as clients see it.
-    pub fn view(&self) -> GameView<'_> {
-        GameView {
-            id: &self.id,
-            state: self.state,
-            countdown: self.countdown,
-            winning_score: self.winning_score,
-            version: self.version,
-            robots: self
-                .robots
-                .iter()
-                .map(|r| RobotView {
-                    id: &r.id,
-                    name: &r.name,
-                    score: r.score,
-                    admin: r.admin,
-                    connected: r.connected && !r.left,
-                })
-                .collect(),
-            leaderboard: self.leaderboard(),
-            winner: self.winner.as_deref(),
-        }
-    }
-
-    /// The JSON kept in `game_state:<id>`: the game plus its leaderboard, so an operator's
-    /// `GET` shows what players see; [`Game`] deserialises from it directly.
-    pub fn stored_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Stored<'a> {
-            #[serde(flatten)]
-            game: &'a Game,
-            leaderboard: Vec<LeaderboardEntry<'a>>,
-        }
-        // unwrap: plain structs of strings and numbers always serialise.
-        serde_json::to_string(&Stored {
-            game: self,
-            leaderboard: self.leaderboard(),
-        })
-        .unwrap()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LeaderboardEntry<'a> {
-    pub robot_id: &'a str,
-    pub name: &'a str,
-    pub wins: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RobotView<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub score: u32,
-    pub admin: bool,
-    pub connected: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GameView<'a> {
-    pub id: &'a str,
-    pub state: State,
-    pub countdown: u32,
-    pub winning_score: u32,
-    pub version: u64,
-    pub robots: Vec<RobotView<'a>>,
-    pub leaderboard: Vec<LeaderboardEntry<'a>>,
-    pub winner: Option<&'a str>,
 }
 
 #[cfg(test)]
