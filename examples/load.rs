@@ -35,6 +35,14 @@
 //!
 //! A `scores` frame is applied as the browser does: only when its version is higher than the last
 //! drawn, scores in the `robots` order of the last full view.
+//!
+//! `--protocol socketio` drives the benchmark peer in `bench/socketio/` (Node.js Socket.IO 4 with
+//! the Redis adapter) instead, with the same API calls, seats, pacing and measurements: Socket.IO
+//! v4 framing over the same WebSocket client, its events read as the frames above (see
+//! `load/socketio.rs`).
+
+#[path = "load/socketio.rs"]
+mod socketio;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -95,6 +103,74 @@ struct Args {
     /// all of them; with `--creators spread` the games spread over every server.
     #[arg(long)]
     spread: Option<usize>,
+    /// What the servers speak: `robot-race` (this project's WebSocket frames) or `socketio`
+    /// (Socket.IO v4, for the benchmark peer in bench/socketio/).
+    #[arg(long, value_enum, default_value_t = Protocol::RobotRace)]
+    protocol: Protocol,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    RobotRace,
+    #[value(name = "socketio")]
+    SocketIo,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::RobotRace => "robot-race",
+            Protocol::SocketIo => "socketio",
+        }
+    }
+
+    fn ws_url(self, seat: &Seat) -> String {
+        let ws = seat.url.replacen("http", "ws", 1);
+        match self {
+            Protocol::RobotRace => format!("{ws}/ws/{}?token={}", seat.game_id, seat.token),
+            Protocol::SocketIo => format!("{ws}{}", socketio::WS_PATH),
+        }
+    }
+
+    fn press(self) -> &'static str {
+        match self {
+            Protocol::RobotRace => r#"{"type":"score_point"}"#,
+            Protocol::SocketIo => socketio::PRESS,
+        }
+    }
+
+    fn start(self) -> &'static str {
+        match self {
+            Protocol::RobotRace => r#"{"type":"start_countdown"}"#,
+            Protocol::SocketIo => socketio::START,
+        }
+    }
+
+    /// Decodes a text frame: `Ok(message)`, or `Err(what to do)` for protocol traffic.
+    fn decode<'a>(self, bytes: &'a [u8]) -> Result<Incoming<'a>, Control> {
+        match self {
+            Protocol::RobotRace => serde_json::from_slice(bytes).map_err(|_| Control::Skip),
+            Protocol::SocketIo => match socketio::decode(bytes) {
+                socketio::In::Msg(m) => Ok(m),
+                socketio::In::Open => Err(Control::Hello),
+                socketio::In::Ping => Err(Control::Reply(socketio::PONG)),
+                socketio::In::Closed(why) => Err(Control::Closed(why)),
+                socketio::In::Skip => Err(Control::Skip),
+            },
+        }
+    }
+}
+
+/// Protocol traffic that is not a game message.
+enum Control {
+    /// Send the seat's hello (Socket.IO: the namespace CONNECT with the seat as auth).
+    Hello,
+    /// Send this text frame.
+    Reply(&'static str),
+    /// The server refused or closed the session.
+    Closed(String),
+    /// Nothing to do.
+    Skip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +229,7 @@ struct Shared {
 #[derive(Clone, Copy)]
 struct PlayCfg {
     every: Duration,
+    protocol: Protocol,
 }
 
 #[derive(Default)]
@@ -320,13 +397,23 @@ fn run_race(args: &Args) {
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let cfg = PlayCfg {
         every: Duration::from_secs_f64(1.0 / rate),
+        protocol: args.protocol,
     };
     let threads = spawn_clients(
         args,
         seats,
         &shared,
         &phase_rx,
-        move |framed, seat, phase, shared| play(framed, seat.admin, cfg, phase, shared),
+        move |framed, seat, phase, shared| {
+            play(
+                framed,
+                seat.admin,
+                hello(cfg.protocol, seat),
+                cfg,
+                phase,
+                shared,
+            )
+        },
     );
 
     let connected = wait_connected(&shared, connections);
@@ -346,7 +433,11 @@ fn run_race(args: &Args) {
     }
 
     let redis_before = args.redis_port.map(redis_info);
-    let heard_before: Vec<Option<u64>> = args.url.iter().map(|u| pubsub_received(u)).collect();
+    let heard_before: Vec<Option<u64>> = args
+        .url
+        .iter()
+        .map(|u| pubsub_received(args.protocol, u))
+        .collect();
     let self_before = cpu_secs_self();
     let cpu_before: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
     let start = Instant::now();
@@ -362,7 +453,7 @@ fn run_race(args: &Args) {
         .url
         .iter()
         .zip(&heard_before)
-        .map(|(u, before)| Some(pubsub_received(u)?.saturating_sub((*before)?)))
+        .map(|(u, before)| Some(pubsub_received(args.protocol, u)?.saturating_sub((*before)?)))
         .collect();
     eprintln!("pressing stopped; waiting for the last presses…");
 
@@ -399,7 +490,11 @@ fn run_race(args: &Args) {
     let lat = Percentiles::of(&latencies);
     let lag = Percentiles::of(&lags);
 
-    println!("servers            {}", args.url.join(" "));
+    println!(
+        "servers            {} ({})",
+        args.url.join(" "),
+        args.protocol.name()
+    );
     println!(
         "games x players    {} x {players} = {connections} connections ({connected} open, creators {}, {} client threads)",
         args.games,
@@ -519,6 +614,7 @@ fn run_race(args: &Args) {
 
     let result = json!({
         "mode": "race",
+        "protocol": args.protocol.name(),
         "servers": args.url.len(),
         "games": args.games,
         "players": players,
@@ -583,12 +679,15 @@ fn run_idle(args: &Args, n: usize) {
     );
     let shared = Arc::new(Shared::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    let protocol = args.protocol;
     let threads = spawn_clients(
         args,
         seats,
         &shared,
         &phase_rx,
-        |framed, _, phase, shared| idle(framed, phase, shared),
+        move |framed, seat, phase, shared| {
+            idle(framed, protocol, hello(protocol, seat), phase, shared)
+        },
     );
     let connected = wait_connected(&shared, n);
     std::thread::sleep(Duration::from_secs_f64(args.settle.max(0.0)));
@@ -610,7 +709,11 @@ fn run_idle(args: &Args, n: usize) {
         .zip(&per_server)
         .map(|(g, s)| *g as f64 / (*s).max(1) as f64)
         .collect();
-    println!("servers            {}", args.url.join(" "));
+    println!(
+        "servers            {} ({})",
+        args.url.join(" "),
+        args.protocol.name()
+    );
     println!(
         "idle sockets       {n} in {} games: {connected} opened, {welcomed} welcomed, {open} open after {:.1} s",
         sizes.len(),
@@ -631,6 +734,7 @@ fn run_idle(args: &Args, n: usize) {
     }
     let result = json!({
         "mode": "idle",
+        "protocol": args.protocol.name(),
         "servers": args.url.len(),
         "games": sizes.len(),
         "idle": n,
@@ -661,9 +765,13 @@ fn seat_server(args: &Args, g: usize, p: usize) -> usize {
     }
 }
 
-/// Pub/sub messages on game channels a server has received from Redis (its `/metrics`).
-fn pubsub_received(url: &str) -> Option<u64> {
+/// Pub/sub messages on game channels a server has received from Redis (its `/metrics`; the
+/// Socket.IO peer has none).
+fn pubsub_received(protocol: Protocol, url: &str) -> Option<u64> {
     use std::io::{Read, Write};
+    if protocol != Protocol::RobotRace {
+        return None;
+    }
     let addr = url.strip_prefix("http://")?.trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -802,6 +910,7 @@ where
 {
     let threads = args.client_threads.max(1);
     let conc = (args.concurrency / threads).max(1);
+    let protocol = args.protocol;
     let mut parts: Vec<Vec<Seat>> = vec![Vec::new(); threads];
     for (i, seat) in seats.into_iter().enumerate() {
         parts[i % threads].push(seat);
@@ -824,8 +933,7 @@ where
                         let shared_ref = &shared;
                         let sockets: Vec<(Seat, Option<Socket>)> = stream::iter(part)
                             .map(|seat| async move {
-                                let ws = seat.url.replacen("http", "ws", 1);
-                                let url = format!("{ws}/ws/{}?token={}", seat.game_id, seat.token);
+                                let url = protocol.ws_url(&seat);
                                 match client.ws(url).max_frame_size(1 << 20).connect().await {
                                     Ok((_, framed)) => {
                                         shared_ref.connected.fetch_add(1, Ordering::Relaxed);
@@ -891,6 +999,7 @@ fn wait_connected(shared: &Shared, total: usize) -> usize {
 async fn play(
     mut framed: Socket,
     admin: bool,
+    hello: Option<String>,
     cfg: PlayCfg,
     mut phase: watch::Receiver<Phase>,
     shared: Arc<Shared>,
@@ -908,7 +1017,7 @@ async fn play(
     let mut start_retry_at: Option<Instant> = None;
     let mut last_progress = Instant::now();
     let mut phase_open = true;
-    let press = r#"{"type":"score_point"}"#;
+    let press = cfg.protocol.press();
     loop {
         let cur = *phase.borrow();
         if cur == Phase::Stop {
@@ -927,7 +1036,7 @@ async fn play(
             && start_retry_at.is_none_or(|t| now >= t)
         {
             let _ = framed
-                .send(Message::Text(r#"{"type":"start_countdown"}"#.into()))
+                .send(Message::Text(cfg.protocol.start().into()))
                 .await;
             start_sent = true;
             start_attempts += 1;
@@ -985,15 +1094,35 @@ async fn play(
         };
         let arrived = Instant::now();
         let in_window = window.is_some_and(|(s, e)| arrived >= s && arrived <= e);
-        let Ok(msg) = serde_json::from_slice::<Incoming>(&bytes) else {
-            continue;
+        let msg = match cfg.protocol.decode(&bytes) {
+            Ok(msg) => msg,
+            Err(Control::Hello) => {
+                if let Some(hello) = &hello {
+                    let _ = framed.send(Message::Text(hello.as_str().into())).await;
+                }
+                continue;
+            }
+            Err(Control::Reply(text)) => {
+                let _ = framed.send(Message::Text(text.into())).await;
+                continue;
+            }
+            Err(Control::Closed(why)) => {
+                *st.errors.entry(why).or_default() += 1;
+                st.closed_early = true;
+                break;
+            }
+            Err(Control::Skip) => continue,
         };
         let rose = match msg.kind.as_ref() {
             "welcome" => {
                 me = msg.robot_id.unwrap_or_default();
                 st.welcomed = true;
                 if let Some(game) = &msg.game {
-                    view.apply_full(game, &me);
+                    if view.apply_full(game, &me).is_none() {
+                        // An update arrived before the welcome (the Socket.IO peer can do
+                        // that; Robot Race always welcomes first): find my lane in it.
+                        view.me = view.ids.iter().position(|id| *id == me);
+                    }
                 }
                 None
             }
@@ -1068,6 +1197,8 @@ async fn play(
 /// One idle socket: answers pings until told to stop.
 async fn idle(
     mut framed: Socket,
+    protocol: Protocol,
+    hello: Option<String>,
     mut phase: watch::Receiver<Phase>,
     shared: Arc<Shared>,
 ) -> PlayerStats {
@@ -1078,13 +1209,23 @@ async fn idle(
                 Some(Ok(Frame::Ping(p))) => {
                     let _ = framed.send(Message::Pong(p)).await;
                 }
-                Some(Ok(Frame::Text(bytes))) => {
-                    if serde_json::from_slice::<Incoming>(&bytes).is_ok_and(|m| m.kind == "welcome") {
-                        st.welcomed = true;
-                    } else {
-                        st.deliveries += 1;
+                Some(Ok(Frame::Text(bytes))) => match protocol.decode(&bytes) {
+                    Ok(m) if m.kind == "welcome" => st.welcomed = true,
+                    Err(Control::Hello) => {
+                        if let Some(hello) = &hello {
+                            let _ = framed.send(Message::Text(hello.as_str().into())).await;
+                        }
                     }
-                }
+                    Err(Control::Reply(text)) => {
+                        let _ = framed.send(Message::Text(text.into())).await;
+                    }
+                    Err(Control::Closed(_)) => {
+                        st.closed_early = true;
+                        shared.closed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    _ => st.deliveries += 1,
+                },
                 Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => {
                     st.closed_early = true;
                     shared.closed.fetch_add(1, Ordering::Relaxed);
@@ -1101,6 +1242,15 @@ async fn idle(
     }
     let _ = framed.send(Message::Close(None)).await;
     st
+}
+
+/// What a player sends first once the server opens the session: nothing for Robot Race (the
+/// token is in the URL), the namespace CONNECT with the seat for Socket.IO.
+fn hello(protocol: Protocol, seat: &Seat) -> Option<String> {
+    match protocol {
+        Protocol::RobotRace => None,
+        Protocol::SocketIo => Some(socketio::connect_packet(&seat.game_id, &seat.token)),
+    }
 }
 
 fn micros(d: Duration) -> u32 {
