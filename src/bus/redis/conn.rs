@@ -1,0 +1,138 @@
+//! Reaching Redis: the `-redis` address turned into a client, and one command connection type
+//! for one Redis or a cluster.
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+
+/// A command connection: to one Redis, or to a cluster (routed by slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::One(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::One(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmds` in one round trip: one pipeline on one Redis; on a cluster, where a
+    /// pipeline cannot span slots, each command alone and all at once (they share the
+    /// multiplexed connection of their slot's master).
+    pub(super) async fn all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        match self {
+            Conn::One(conn) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async(&mut conn.clone()).await
+            }
+            Conn::Cluster(conn) => {
+                let each = cmds.into_iter().map(|cmd| {
+                    let mut conn = conn.clone();
+                    async move { cmd.query_async::<T>(&mut conn).await }
+                });
+                futures_util::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Turns `-redis`/`REDIS_URL` (+ `-redis-password`) into a client; the error is for humans.
+pub fn redis_client(
+    raw: &str,
+    password: Option<&str>,
+    tls_insecure: bool,
+) -> Result<(Client, String), String> {
+    use redis::IntoConnectionInfo;
+    let mut url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("redis://{raw}")
+    };
+    if tls_insecure && url.starts_with("rediss://") && !url.contains('#') {
+        if !url["rediss://".len()..].contains('/') {
+            url.push('/');
+        }
+        url.push_str("#insecure");
+    }
+    let mut info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    if let Some(password) = password.filter(|p| !p.is_empty()) {
+        if info.redis_settings().password().is_none() {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+    }
+    let addr = info.addr().to_string();
+    let client = Client::open(info).map_err(|e| e.to_string())?;
+    Ok((client, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_addresses_parse_with_and_without_scheme() {
+        let (_, addr) = redis_client("localhost:6379", None, false).unwrap();
+        assert_eq!(addr, "localhost:6379");
+        let (client, addr) = redis_client("redis://u:p@10.0.0.1:6380/2", None, false).unwrap();
+        assert_eq!(addr, "10.0.0.1:6380");
+        assert_eq!(
+            client.get_connection_info().redis_settings().password(),
+            Some("p")
+        );
+        let (client, _) = redis_client("127.0.0.1:6379", Some("pw"), false).unwrap();
+        assert_eq!(
+            client.get_connection_info().redis_settings().password(),
+            Some("pw")
+        );
+        let (_, addr) = redis_client("rediss://h.example:6380/#insecure", None, false).unwrap();
+        assert_eq!(addr, "h.example:6380");
+        assert!(redis_client("http://nope", None, false).is_err());
+        assert!(redis_client("redis://host:notaport", None, false).is_err());
+        // Heroku's REDIS_URL with the switch on: certificate checks off.
+        let insecure = |url: &str, on: bool| {
+            let (client, _) = redis_client(url, None, on).unwrap();
+            matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { insecure: true, .. }
+            )
+        };
+        assert!(insecure("rediss://:pw@ec2.example:21290", true));
+        assert!(insecure("rediss://:pw@ec2.example:21290/0", true));
+        assert!(!insecure("rediss://:pw@ec2.example:21290", false));
+    }
+}
