@@ -256,18 +256,26 @@ pub(super) async fn join_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let game_id = path.into_inner();
-    if !valid_game_id(&game_id) {
-        return not_found_page("There is no game at this link.");
-    }
-    match state.node.game(&game_id).await {
+    match game_or_page(&state, &game_id).await {
         Ok(game) if has_robot(&req, &state, &game) => to_race(&game_id),
         Ok(game) => html(
             StatusCode::OK,
             &JoinPage::new(game_id, Some(&game), None, String::new()),
         ),
-        Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
-        Err(_) => not_found_page("There is no game at this link. It may have ended."),
+        Err(page) => page,
     }
+}
+
+/// The game at `game_id`, or the page to show instead (a bad link, a game that ended, a
+/// busy server).
+async fn game_or_page(state: &AppState, game_id: &str) -> Result<crate::game::Game, HttpResponse> {
+    if !valid_game_id(game_id) {
+        return Err(not_found_page("There is no game at this link."));
+    }
+    state.node.game(game_id).await.map_err(|e| match e {
+        NodeError::Unavailable | NodeError::Overloaded => unavailable_page(),
+        _ => not_found_page("There is no game at this link. It may have ended."),
+    })
 }
 
 pub(super) async fn join_game_form(
@@ -284,9 +292,9 @@ pub(super) async fn join_game_form(
         return not_found_page("There is no game at this link.");
     }
     // Sent again (Back, reload): the robot this browser already has, not a second one.
-    if let Some(robot_id) = player(&req, &state, &game_id) {
+    if player(&req, &state, &game_id).is_some() {
         if let Ok(game) = state.node.game(&game_id).await {
-            if game.robot(&robot_id).is_some_and(|r| !r.left) {
+            if has_robot(&req, &state, &game) {
                 return to_race(&game_id);
             }
         }
@@ -377,24 +385,18 @@ pub(super) async fn watch_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let game_id = path.into_inner();
-    if !valid_game_id(&game_id) {
-        return not_found_page("There is no game at this link.");
+    if let Err(page) = game_or_page(&state, &game_id).await {
+        return page;
     }
-    match state.node.game(&game_id).await {
-        Ok(_) => {
-            let invite_url = format!("{}/join/{game_id}", proxy::base_url(&req, &state));
-            html(
-                StatusCode::OK,
-                &WatchPage {
-                    qr_svg: qr_svg(&invite_url),
-                    invite_url,
-                    game_id,
-                },
-            )
-        }
-        Err(NodeError::Unavailable | NodeError::Overloaded) => unavailable_page(),
-        Err(_) => not_found_page("There is no game at this link. It may have ended."),
-    }
+    let invite_url = format!("{}/join/{game_id}", proxy::base_url(&req, &state));
+    html(
+        StatusCode::OK,
+        &WatchPage {
+            qr_svg: qr_svg(&invite_url),
+            invite_url,
+            game_id,
+        },
+    )
 }
 
 /// An inline SVG QR code of `text` (dark modules on white, with the quiet zone).

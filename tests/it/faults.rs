@@ -84,6 +84,27 @@ pub(crate) async fn six_players_racing(servers: &[Server]) -> Vec<RacingPlayer> 
     players
 }
 
+/// Every player presses every `every` (staggered over the interval) while `control` brings
+/// the fault about; `control` ends the race by clearing `pressing`.
+pub(crate) async fn race_all_through(
+    players: &mut [RacingPlayer],
+    every: Duration,
+    pressing: &Cell<bool>,
+    control: impl std::future::Future<Output = ()>,
+) {
+    let n = players.len().max(1) as u32;
+    join(
+        join_all(
+            players
+                .iter_mut()
+                .enumerate()
+                .map(|(i, p)| p.race(every, every * i as u32 / n, pressing)),
+        ),
+        control,
+    )
+    .await;
+}
+
 /// Shows at most this many examples of one kind of violation.
 const EXAMPLES: usize = 8;
 
@@ -263,16 +284,7 @@ async fn a_frozen_owner_never_shows_a_refused_state() {
         actix_rt::time::sleep(SECS(3)).await;
         pressing.set(false);
     };
-    join(
-        join_all(
-            players
-                .iter_mut()
-                .enumerate()
-                .map(|(i, p)| p.race(PRESS_EVERY, PRESS_EVERY * i as u32 / 6, &pressing)),
-        ),
-        control,
-    )
-    .await;
+    race_all_through(&mut players, PRESS_EVERY, &pressing, control).await;
     let agreed = settle(&mut players, SECS(20), SECS(5)).await;
 
     let failures: Vec<String> = [
@@ -429,14 +441,7 @@ async fn a_rolling_restart_loses_no_press() {
     };
     // Ten presses a second each (the most these tests use): a server going away has more
     // presses in flight to lose.
-    join(
-        join_all(players.iter_mut().enumerate().map(|(i, p)| {
-            let every = PRESS_EVERY / 2;
-            p.race(every, every * i as u32 / 6, &pressing)
-        })),
-        control,
-    )
-    .await;
+    race_all_through(&mut players, PRESS_EVERY / 2, &pressing, control).await;
     let agreed = settle(&mut players, SECS(20), SECS(5)).await;
     println!("rolling restart: {}", restarts.join(", "));
 

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join, join_all};
 use redis::Value;
 
 use super::{health, nothing_lost, play_resumes};
-use crate::faults::{notable_logs, six_players_racing, PRESS_EVERY};
+use crate::faults::{notable_logs, race_all_through, six_players_racing, PRESS_EVERY};
 use crate::helpers::*;
 
 /// The most any of these tests may take, set-up included.
@@ -332,16 +331,7 @@ async fn race_through(fault: Fault) {
         actix_rt::time::sleep(SECS(4)).await;
         pressing.set(false);
     };
-    join(
-        join_all(
-            players
-                .iter_mut()
-                .enumerate()
-                .map(|(i, p)| p.race(PRESS_EVERY, PRESS_EVERY * i as u32 / 6, &pressing)),
-        ),
-        control,
-    )
-    .await;
+    race_all_through(&mut players, PRESS_EVERY, &pressing, control).await;
     let struck = struck.get().unwrap_or_else(Instant::now);
     let now_serving = cluster.serving(slot);
     if !matches!(fault, Fault::Nothing) {

@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join, join_all};
-
 use super::{health, nothing_lost, play_resumes};
-use crate::faults::{notable_logs, six_players_racing, PRESS_EVERY};
+use crate::faults::{notable_logs, race_all_through, six_players_racing, PRESS_EVERY};
 use crate::helpers::*;
 
 const MASTER_NAME: &str = "mymaster";
@@ -256,16 +254,7 @@ async fn race_through(fault: Fault) {
         actix_rt::time::sleep(SECS(2)).await;
         pressing.set(false);
     };
-    join(
-        join_all(
-            players
-                .iter_mut()
-                .enumerate()
-                .map(|(i, p)| p.race(PRESS_EVERY, PRESS_EVERY * i as u32 / 6, &pressing)),
-        ),
-        control,
-    )
-    .await;
+    race_all_through(&mut players, PRESS_EVERY, &pressing, control).await;
     let struck = struck.get().unwrap_or_else(Instant::now);
     let line = format!("Redis master is now {new} (Sentinel failover)");
     let followed: Vec<bool> = servers.iter().map(|s| s.logs.contains(&line)).collect();
