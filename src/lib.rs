@@ -36,9 +36,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt as _};
+use actix_web::dev::{AppConfig, Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{web as aweb, App, HttpServer};
+use actix_web::{web as aweb, App};
 
 use crate::bus::local::LocalBus;
 use crate::bus::redis::cluster::ClusterNodes;
@@ -112,43 +114,50 @@ impl Application {
             idle_timeout: config.idle_timeout(),
             create_quota: web::quota::CreateQuota::new(config.create_limit),
         });
-        let server = HttpServer::new(move || {
-            if same_thread {
-                // This worker's thread runs the games too (same-thread mode: one worker).
-                start_node.start_on(tokio::runtime::Handle::current());
-            }
-            let log_state = state.clone();
-            App::new()
-                .app_data(state.clone())
-                .wrap(
-                    // The client's address: from a trusted proxy's headers, else the peer.
-                    Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
-                        .custom_request_replace("client", move |req| {
-                            web::proxy::client_addr(req.request(), &log_state)
-                        })
-                        .custom_request_replace("request", web::proxy::logged_request),
-                )
-                .wrap(security_headers())
-                .configure(web::configure)
-        })
-        .on_connect(web::limit_send_buffer)
-        .workers(if config.same_thread {
+        let workers = if config.same_thread {
             1
         } else {
             Config::threads(config.http_workers)
-        })
-        .keep_alive(web::KEEP_ALIVE)
-        // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
-        // algorithm with delayed ACKs held them ~40 ms: p90 press latency 43 ms → see README).
-        .tcp_nodelay(true)
-        .shutdown_timeout(3)
-        .disable_signals()
-        .bind(listen)?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("bound to no address"))?;
+        };
+        let listener = listener(listen)?;
+        let addr = listener.local_addr()?;
+        // actix-web's `HttpServer`, plus an upgrade service: WebSocket upgrades are handed
+        // over with their socket (see `web::upgrade_service`), not kept in an HTTP dispatcher.
+        let server = Server::build()
+            .workers(workers)
+            .shutdown_timeout(3)
+            .disable_signals()
+            .listen("robot-race", listener, move || {
+                if same_thread {
+                    // This worker's thread runs the games too (same-thread mode: one worker).
+                    start_node.start_on(tokio::runtime::Handle::current());
+                }
+                let log_state = state.clone();
+                let app = App::new()
+                    .app_data(state.clone())
+                    .wrap(
+                        // The client's address: from a trusted proxy's headers, else the peer.
+                        Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
+                            .custom_request_replace("client", move |req| {
+                                web::proxy::client_addr(req.request().head(), &log_state)
+                            })
+                            .custom_request_replace("request", web::proxy::logged_request),
+                    )
+                    .wrap(security_headers())
+                    .configure(web::configure)
+                    .into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response());
+                HttpService::build()
+                    .keep_alive(web::KEEP_ALIVE)
+                    // Game updates are small frames that must leave at once, not wait for an
+                    // ACK (Nagle's algorithm with delayed ACKs held them ~40 ms).
+                    .tcp_nodelay(true)
+                    .local_addr(addr)
+                    .on_connect_ext(web::limit_send_buffer)
+                    .upgrade(web::upgrade_service(state.clone()))
+                    .finish(map_config(app, move |_| AppConfig::default()))
+                    .tcp()
+            })?;
         Ok(Application {
             server: server.run(),
             addr,
@@ -220,6 +229,17 @@ fn redis_target(config: &Config) -> Result<Option<Target>, config::ConfigError> 
 
 /// Pages load only our own scripts, styles and fonts, talk only to our own WebSocket, and may
 /// not be framed by other sites.
+/// The listening socket, as actix-web's `HttpServer::bind` makes it (address reuse, a backlog
+/// of 1024).
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((

@@ -45,6 +45,8 @@ pub const MAX_SOCKETS_PER_ROBOT: usize = 4;
 /// or a channel.
 pub trait FrameSink: Send + 'static {
     fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError>;
+    /// Whether a sink that refused frames (full) has room again: half its queue free.
+    fn has_room(&self) -> bool;
 }
 
 /// Why a frame was not taken.
@@ -62,6 +64,10 @@ impl FrameSink for mpsc::Sender<Outbound> {
             mpsc::error::TrySendError::Full(_) => SinkError::Full,
             mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
         })
+    }
+
+    fn has_room(&self) -> bool {
+        self.capacity() * 2 >= self.max_capacity()
     }
 }
 
@@ -164,8 +170,7 @@ impl Sessions {
         let metrics = &self.metrics;
         self.list.retain_mut(|s| {
             let frame = if s.behind {
-                let room = s.outbox.capacity() * 2 >= s.outbox.max_capacity();
-                match resync.filter(|_| room) {
+                match resync.filter(|_| s.sink.has_room()) {
                     Some(full) => full,
                     None => {
                         metrics.frames_skipped.fetch_add(1, Ordering::Relaxed);
@@ -175,13 +180,13 @@ impl Sessions {
             } else {
                 frame
             };
-            match s.outbox.try_send(Outbound::Frame(frame.clone())) {
+            match s.sink.try_frame(frame.clone()) {
                 Ok(()) => {
                     metrics.updates_sent.fetch_add(1, Ordering::Relaxed);
                     s.behind = false;
                     true
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(SinkError::Full) => {
                     if !s.behind {
                         log::debug!("session {}: behind; skipping to the newest state", s.id);
                         metrics.sessions_behind.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +196,7 @@ impl Sessions {
                     true
                 }
                 // The session already ended; its disconnect is on the way.
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(SinkError::Closed) => false,
             }
         });
     }

@@ -31,7 +31,10 @@ pub(super) async fn create(
     let body = body.into_inner();
     let name = PlayerName::parse(&body.name)?;
     let config = GameConfig::parse(body.winning_score, body.countdown)?;
-    if !state.create_quota.allow(&proxy::client_addr(&req, &state)) {
+    if !state
+        .create_quota
+        .allow(&proxy::client_addr(req.head(), &state))
+    {
         return Err(ApiError::create_limited());
     }
     let created = state.node.create(name, config).await?;

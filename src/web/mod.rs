@@ -9,6 +9,7 @@
 //! | [`pages`] | lobby, join and race pages (askama templates in `templates/`), the player cookie |
 //! | [`api`] | the JSON API for bots, tests and load tools |
 //! | [`ws`] | the WebSocket upgrade, and one task per connected player |
+//! | [`wsconn`] | a WebSocket connection on the raw socket: frames written straight in, small buffers |
 //! | [`ops`] | `/health`, `/metrics`, `/_stats` (a live page for browsers, else JSON) |
 //! | [`proxy`] | who the client is behind nginx/Heroku, and which origins may connect |
 
@@ -18,6 +19,9 @@ mod pages;
 pub mod proxy;
 pub mod quota;
 mod ws;
+mod wsconn;
+
+pub use ws::upgrade_service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +45,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 const SEND_BUFFER: usize = 64 * 1024;
 
 /// Caps an accepted connection's send buffer (see [`SEND_BUFFER`]).
-pub fn limit_send_buffer(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER);
-    }
+pub fn limit_send_buffer(tcp: &actix_web::rt::net::TcpStream, _: &mut actix_web::dev::Extensions) {
+    let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER);
 }
 
 /// What every handler shares.

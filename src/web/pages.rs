@@ -196,7 +196,10 @@ pub(super) async fn create_game_form(
         Ok(name) => name,
         Err(e) => return rerender(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
-    if !state.create_quota.allow(&proxy::client_addr(&req, &state)) {
+    if !state
+        .create_quota
+        .allow(&proxy::client_addr(req.head(), &state))
+    {
         return rerender(
             StatusCode::TOO_MANY_REQUESTS,
             ApiError::create_limited().message().to_owned(),
@@ -328,11 +331,26 @@ pub(super) async fn join_game_form(
 
 /// The player's robot id from the cookie (or `?token=`), if the token is valid for this game.
 pub(super) fn player(req: &HttpRequest, state: &AppState, game_id: &str) -> Option<String> {
-    let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
+    player_of(req.head(), state, game_id)
+}
+
+/// [`player`] from a request's head (the WebSocket upgrade has no `HttpRequest`).
+pub(super) fn player_of(
+    head: &actix_web::dev::RequestHead,
+    state: &AppState,
+    game_id: &str,
+) -> Option<String> {
+    let from_query = web::Query::<TokenQuery>::from_query(head.uri.query().unwrap_or(""))
         .ok()
         .and_then(|q| q.into_inner().token);
+    let name = cookie_name(game_id);
     let token = from_query.or_else(|| {
-        req.cookie(&cookie_name(game_id))
+        head.headers
+            .get_all(header::COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| actix_web::cookie::Cookie::parse_encoded(c.trim()).ok())
+            .find(|c| c.name() == name)
             .map(|c| c.value().to_owned())
     })?;
     state.tokens.verify(game_id, &token)

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::dev::ConnectionInfo;
+use actix_web::dev::{ConnectionInfo, RequestHead};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
@@ -11,8 +11,8 @@ use super::AppState;
 
 /// A browser's `Origin` must be this site (or one configured); clients that send none (bots,
 /// tests) are not browsers and are let through.
-pub(super) fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+pub(super) fn origin_allowed(req: &RequestHead, state: &AppState) -> bool {
+    let Some(origin) = req.headers.get(header::ORIGIN) else {
         return true;
     };
     let Ok(origin) = origin.to_str() else {
@@ -25,15 +25,30 @@ pub(super) fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
         .split_once("://")
         .map_or(origin, |(_, rest)| rest)
         .trim_end_matches('/');
-    let mut hosts = vec![req.connection_info().host().to_owned()];
-    if let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
-        hosts.push(host.to_owned());
-    }
-    hosts.iter().any(|h| h.eq_ignore_ascii_case(origin_host))
+    hosts(req).any(|h| h.eq_ignore_ascii_case(origin_host))
+}
+
+/// The names this request calls us by: what a proxy forwarded (`Forwarded: host=`,
+/// `X-Forwarded-Host`), the `Host` header, the request line's authority.
+fn hosts(req: &RequestHead) -> impl Iterator<Item = &str> {
+    let header = |name| req.headers.get(name).and_then(|h| h.to_str().ok());
+    let forwarded = header(header::FORWARDED).and_then(|v| {
+        v.split([';', ','])
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    });
+    let x_forwarded = header(header::HeaderName::from_static("x-forwarded-host"))
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
+    [
+        forwarded,
+        x_forwarded,
+        header(header::HOST),
+        req.uri.authority().map(|a| a.as_str()),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// A form POST from this site (not a cross-site request forgery): the browser's
@@ -47,7 +62,7 @@ pub(super) fn same_site_form(req: &HttpRequest, state: &AppState) -> bool {
     if fetch_site.is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
         return false;
     }
-    origin_allowed(req, state)
+    origin_allowed(req.head(), state)
 }
 
 /// The request line for the access log, with any player token replaced by `…` (a token in
@@ -61,7 +76,7 @@ pub fn logged_request(req: &actix_web::dev::ServiceRequest) -> String {
     )
 }
 
-fn redact_tokens(uri: &str) -> String {
+pub(super) fn redact_tokens(uri: &str) -> String {
     let Some((path, query)) = uri.split_once('?') else {
         return uri.to_owned();
     };
@@ -75,10 +90,10 @@ fn redact_tokens(uri: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
-fn peer_trusted(req: &HttpRequest, state: &AppState) -> bool {
+fn peer_trusted(req: &RequestHead, state: &AppState) -> bool {
     state.trust_proxy
         || req
-            .peer_addr()
+            .peer_addr
             .is_some_and(|a| a.ip().is_loopback() || is_unique_local(a.ip()))
 }
 
@@ -92,9 +107,9 @@ fn is_unique_local(ip: IpAddr) -> bool {
 /// The client's address for logs: what a trusted proxy says (X-Real-IP, else the last hop of
 /// X-Forwarded-For, the one the proxy itself added: earlier hops are the client's word), else
 /// the peer.
-pub fn client_addr(req: &HttpRequest, state: &AppState) -> String {
+pub fn client_addr(req: &RequestHead, state: &AppState) -> String {
     let header = |name: &str| {
-        req.headers()
+        req.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
@@ -108,14 +123,14 @@ pub fn client_addr(req: &HttpRequest, state: &AppState) -> String {
             return last.trim().to_owned();
         }
     }
-    req.peer_addr()
+    req.peer_addr
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }
 
 /// `http(s)://host` as the player reached us (through a trusted proxy's headers if any).
 pub(super) fn base_url(req: &HttpRequest, state: &AppState) -> String {
     let info: ConnectionInfo = req.connection_info().clone();
-    if peer_trusted(req, state) {
+    if peer_trusted(req.head(), state) {
         format!("{}://{}", info.scheme(), info.host())
     } else {
         let host = req

@@ -136,6 +136,64 @@ async fn head_works_and_wrong_methods_get_405_with_allow() {
     assert_eq!(res.status(), 404);
 }
 
+/// Writes one raw request and reads the answer's head (status line and headers), bounded.
+fn raw_request(server: &Server, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() < 16_384 {
+        match tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The WebSocket endpoint answers over HTTP like every route: upgrades are handed to the
+/// socket code with their connection, and what it refuses still gets a status and a reason.
+#[actix_rt::test]
+async fn websocket_requests_that_are_not_upgrades_or_not_gets_get_http_errors() {
+    let server = Server::start(&[]);
+    let ann = server.api().create("ann", 5, 0).await;
+    let upgrade = |method: &str, path: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            server.addr
+        )
+    };
+    let path = format!("/ws/{}?token={}", ann.game_id, ann.token);
+    let ok = raw_request(&server, &upgrade("GET", &path));
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    assert!(ok.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{ok}");
+    let post = raw_request(&server, &upgrade("POST", &path));
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(post.to_ascii_lowercase().contains("allow: get"), "{post}");
+    let unknown = raw_request(&server, &upgrade("GET", "/ws/NoSuchGame?watch=1"));
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    let elsewhere = raw_request(&server, &upgrade("GET", "/health"));
+    assert!(elsewhere.starts_with("HTTP/1.1 404"), "{elsewhere}");
+    let no_key = raw_request(
+        &server,
+        &upgrade("GET", &path).replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+    );
+    assert!(no_key.starts_with("HTTP/1.1 400"), "{no_key}");
+    // Without the upgrade headers it is a plain request: the same checks, then 400.
+    let plain = http().get(server.url(&path)).send().await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let forged = http()
+        .get(server.url(&format!("/ws/{}?token=forged", ann.game_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
 /// Game creation is limited per client address: the API answers 429 `rate_limited`, the form
 /// a readable page; other addresses are not affected.
 #[actix_rt::test]
