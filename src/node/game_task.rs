@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -28,6 +27,7 @@ use super::{GameInfo, NodeError, Shared};
 use crate::bus::{BusStatus, Claim, Renewal, SaveResult};
 use crate::game::{Game, PlayerName};
 use crate::protocol::ClientMsg;
+use commit::InFlight;
 
 /// Messages queued for one game before senders are told it is overloaded.
 pub const GAME_QUEUE: usize = 1024;
@@ -105,19 +105,6 @@ pub enum Start {
     Find,
 }
 
-/// A save sent and not answered yet.
-struct InFlight {
-    version: u64,
-    /// When the presses it includes reached us (for `press_to_broadcast`).
-    presses: Vec<Instant>,
-    /// What players see once it is committed.
-    frame: ByteString,
-    /// The same state in full, when a session is behind and will need it.
-    full: Option<ByteString>,
-    /// The last of our own commands it includes.
-    own_seq: Option<u64>,
-}
-
 pub struct GameTask {
     id: String,
     shared: Arc<Shared>,
@@ -144,6 +131,12 @@ pub struct GameTask {
     /// When the command being routed reached this server (a local player's).
     arrival: Option<Instant>,
     in_flight: Option<InFlight>,
+    /// The version of the last save sent since this server became owner: a scores-only save
+    /// patches Redis's copy from there (`None`: none yet, the next save is whole).
+    last_sent: Option<u64>,
+    /// Redis may not hold the last save sent plus scores (a patch found another version, or a
+    /// change was shown unsaved): the next save is whole.
+    save_whole: bool,
     /// The newest version shown to local players.
     shown: u64,
     /// Something besides scores changed since the last frame was made: the next frame is a
@@ -195,6 +188,8 @@ impl GameTask {
             presses: Vec::new(),
             arrival: None,
             in_flight: None,
+            last_sent: None,
+            save_whole: false,
             shown: 0,
             layout_changed: true,
             fresh: false,
@@ -427,6 +422,7 @@ impl GameTask {
 }
 
 mod commands;
+mod commit;
 mod ownership;
 mod presence;
 mod timers;

@@ -670,3 +670,58 @@ async fn a_redis_outage_marks_nobody_away_and_hands_nothing_over() {
     assert_eq!(connected(&ann.drawn), [true, true], "{}", ann.drawn);
     assert_eq!(ann.drawn["robots"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_scores_save_is_saved_whole_and_nothing_shown_is_lost() {
+    use crate::game::Game;
+    let stored = |c: &LocalCluster, id: &str| -> Game {
+        serde_json::from_str(&c.stored(id).unwrap()).unwrap()
+    };
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    let mut presses = 0;
+    // Scores-only saves are patched into the stored game.
+    let patched = cluster.patched();
+    ann.send(ClientMsg::ScorePoint);
+    presses += 1;
+    bob.wait(|g| scores(g) == [1, 0]).await;
+    assert!(cluster.patched() > patched, "no scores-only save");
+    assert_eq!(stored(&cluster, &id), a.game(&id).await.unwrap());
+    // Behind the owner's back, Redis loses the game, then holds another version of it
+    // (as after a failover that lost writes): the next scores-only save finds it stale and
+    // the owner saves the whole game; the press is shown once that commits, never lost.
+    let mut other = stored(&cluster, &id);
+    other.version -= 1;
+    other.robots[0].name = "zed".into();
+    other.robots[1].previous_wins = 9;
+    let other = other.stored_json();
+    for tampered in [None, Some(other)] {
+        cluster.put_stored(&id, tampered);
+        ann.send(ClientMsg::ScorePoint);
+        bob.send(ClientMsg::ScorePoint);
+        presses += 2;
+        let want = [presses / 2 + 1, presses / 2];
+        for p in [&mut ann, &mut bob] {
+            p.wait(|g| scores(g) == want).await;
+        }
+        assert_eq!(stored(&cluster, &id), a.game(&id).await.unwrap());
+    }
+    // And scores-only saves carry on from the whole one.
+    let patched = cluster.patched();
+    bob.send(ClientMsg::ScorePoint);
+    presses += 1;
+    ann.wait(|g| scores(g) == [3, 3]).await;
+    assert!(cluster.patched() > patched);
+    let game = stored(&cluster, &id);
+    assert_eq!(game, a.game(&id).await.unwrap());
+    assert_eq!(
+        (game.robots[0].name.as_str(), game.robots[1].previous_wins),
+        ("ann", 0)
+    );
+    same_versions(&[&ann, &bob]);
+    // Every press was shown (and timed) by the owner exactly once.
+    let (_, _, count) = a.metrics().press_to_broadcast.snapshot();
+    assert_eq!(count, presses);
+    assert_eq!((owned(&a), owned(&b)), (1, 0));
+}

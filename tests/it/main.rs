@@ -10,5 +10,6 @@ mod hardening;
 mod helpers;
 mod pages;
 mod party;
+mod save_scripts;
 mod single;
 mod topology;

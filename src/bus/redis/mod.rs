@@ -25,7 +25,7 @@ mod writer;
 
 pub use conn::redis_client;
 pub(crate) use conn::Conn;
-pub use scripts::Names;
+pub use scripts::{Names, Scripts, STATE_TTL_SECS};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::cluster::ClusterNodes;
-use self::scripts::{Scripts, CREATED_KEY, STATE_TTL_SECS};
+use self::scripts::CREATED_KEY;
 use self::sentinel::Sentinels;
 use self::writer::{Outbox, Writes};
 use super::{

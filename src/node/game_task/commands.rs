@@ -1,32 +1,20 @@
-//! Players' commands: numbering, routing, applying; and showing what changed.
+//! Players' commands: numbering, routing, applying (committing them is in `commit`).
 
 use std::sync::atomic::Ordering;
 
-use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{GameTask, InFlight, MAX_HELD};
-use crate::bus::{BusStatus, Save, SaveOutcome};
+use super::{GameTask, MAX_HELD};
 use crate::game::{Admit, Left, PlayerName, RuleError, Step};
 use crate::node::role::{self, Route};
 use crate::node::sessions::{Outbound, SessionId};
-use crate::node::wire::{scores_message, update_message, Cmd, Command, InboxMsg};
+use crate::node::wire::{Cmd, Command, InboxMsg};
 use crate::node::{NodeError, OVERLOAD_AGE};
-
-/// Where a session that fell behind gets the full state of the version shown.
-pub(in crate::node) enum Full<'a> {
-    /// The frame shown is a full update.
-    This,
-    /// The game as held is that version (committed): serialise it.
-    Current,
-    /// Made at save time (when a session was behind), if it was.
-    Saved(Option<&'a ByteString>),
-}
+use crate::protocol::{error_frame, ClientMsg, ServerMsg};
 
 /// Presses timed per save for `press_to_broadcast` (a bound, not a limit on presses).
 const MAX_TIMED_PRESSES: usize = 1024;
-use crate::protocol::{error_frame, scores_frame, update_frame, ClientMsg, ServerMsg};
 
 impl GameTask {
     pub(super) fn connect(
@@ -293,155 +281,6 @@ impl GameTask {
                 message: error.to_string(),
             };
             self.shared.bus.send_to(&command.from, msg.encode());
-        }
-    }
-
-    /// Commits what was applied: at once alone, else through the bus (one save in flight).
-    pub(super) fn flush(&mut self) {
-        if !self.dirty
-            || !matches!(
-                self.role,
-                crate::node::role::Role::Owner(_) | crate::node::role::Role::Stopping
-            )
-        {
-            return;
-        }
-        if self.stopping.is_some() && !self.stopping.as_ref().is_some_and(|s| s.2) {
-            return;
-        }
-        if !self.replicated {
-            self.dirty = false;
-            self.show_current();
-            if let Some(game) = &self.game {
-                self.origin.acked_by(game);
-            }
-            self.settled();
-            return;
-        }
-        if self.in_flight.is_some() {
-            return;
-        }
-        let Some(game) = &self.game else {
-            return;
-        };
-        if self.shared.bus.status() == BusStatus::Down {
-            // Running alone: show now, save when Redis is back.
-            self.show_current();
-            self.settled();
-            return;
-        }
-        let stored = game.stored_json();
-        let scores_only = !self.layout_changed && game.state == crate::game::State::Playing;
-        let (frame, publish) = if scores_only {
-            let frame = scores_frame(game.version, game.robots.iter().map(|r| r.score));
-            (frame, scores_message(&self.shared.node_id, game))
-        } else {
-            (
-                update_frame(game),
-                update_message(&self.shared.node_id, &stored),
-            )
-        };
-        // A session that fell behind catches up with a full view of what is committed.
-        let full = match self.sessions.any_behind() {
-            true if scores_only => Some(update_frame(game)),
-            true => Some(frame.clone()),
-            false => None,
-        };
-        let save = Save {
-            version: game.version,
-            publish,
-            stored,
-        };
-        self.layout_changed = false;
-        let version = game.version;
-        let own_seq = game.applied.last(&self.origin.instance);
-        self.dirty = false;
-        match self.shared.bus.save(&self.id, save) {
-            SaveOutcome::Pending => {
-                self.in_flight = Some(InFlight {
-                    version,
-                    presses: std::mem::take(&mut self.presses),
-                    frame,
-                    full,
-                    own_seq,
-                })
-            }
-            SaveOutcome::Down => {
-                self.dirty = true;
-                self.show_current();
-                self.settled();
-            }
-        }
-    }
-
-    /// Shows the current state to local players, committed or not (alone, or Redis down).
-    pub(super) fn show_current(&mut self) {
-        if let Some(game) = &self.game {
-            self.origin.answer_joins(game);
-            if game.version > self.shown {
-                let frame = self.frame_of(game);
-                self.layout_changed = false;
-                self.show(game.version, &frame, Full::Current);
-            }
-        }
-        let presses = std::mem::take(&mut self.presses);
-        self.broadcast_timed(&presses);
-    }
-
-    /// Records how long the presses now shown took from reaching us (`press_to_broadcast`).
-    pub(super) fn broadcast_timed(&self, presses: &[Instant]) {
-        if presses.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        for at in presses {
-            let took = now.saturating_duration_since(*at);
-            self.shared.metrics.press_to_broadcast.observe(took);
-        }
-    }
-
-    /// A `scores` frame when only scores changed during `playing`, else a full update.
-    pub(super) fn frame_of(&self, game: &crate::game::Game) -> ByteString {
-        if !self.layout_changed && game.state == crate::game::State::Playing {
-            scores_frame(game.version, game.robots.iter().map(|r| r.score))
-        } else {
-            update_frame(game)
-        }
-    }
-
-    pub(super) fn show(&mut self, version: u64, frame: &ByteString, full: Full<'_>) {
-        if version > self.shown {
-            self.shown = version;
-            // Only when someone needs it: a full view costs a serialisation.
-            let resync = if self.sessions.any_behind() {
-                match full {
-                    Full::This => Some(frame.clone()),
-                    Full::Current => self
-                        .game
-                        .as_ref()
-                        .filter(|g| g.version == version)
-                        .map(update_frame),
-                    Full::Saved(saved) => saved.cloned(),
-                }
-            } else {
-                None
-            };
-            self.sessions.send_all(frame, resync.as_ref());
-        }
-    }
-
-    /// The last frame shown, for sessions being closed (so they end on the newest state).
-    pub(super) fn shown_frame(&self) -> Option<ByteString> {
-        self.game.as_ref().map(update_frame)
-    }
-
-    /// The game is ready for readers (created and committed, or loaded).
-    pub(super) fn settled(&mut self) {
-        if let Some(game) = &self.game {
-            self.fresh = false;
-            for reply in self.waiting.drain(..) {
-                let _ = reply.send(Ok(game.clone()));
-            }
         }
     }
 }

@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
-use super::commands::Full;
+use super::commit::Full;
 use super::GameTask;
-use crate::bus::{Claim, SaveResult};
+use crate::bus::Claim;
 use crate::game::{Game, State};
 use crate::node::role::{self, Action, Role};
 use crate::node::wire::terminated_message;
@@ -120,6 +120,7 @@ impl GameTask {
         self.game = Some(game);
         self.dirty = true;
         self.layout_changed = true;
+        self.last_sent = None;
         if !self.fresh {
             // Before the waiting commands: `start` counts who is here.
             self.presence_taken_over(Instant::now());
@@ -155,13 +156,14 @@ impl GameTask {
         }
     }
 
-    fn step_down(&mut self) {
+    pub(super) fn step_down(&mut self) {
         log::warn!(
             "game {}: another server owns it now; stepping down",
             self.id
         );
         self.next_tick = None;
         self.in_flight = None;
+        self.last_sent = None;
         self.dirty = false;
     }
 
@@ -322,51 +324,6 @@ impl GameTask {
             self.origin.acked_by(game);
         }
         self.show(version, &frame, Full::Current);
-        self.act(&actions);
-    }
-
-    pub(super) fn saved(&mut self, version: u64, result: SaveResult) {
-        let Some(in_flight) = self.in_flight.take_if(|f| f.version == version) else {
-            return;
-        };
-        if let Some((_, _, true)) = &self.stopping {
-            // The final save of a stopping owner: nothing more to show; if it was refused
-            // or failed there is nothing more to do either.
-            match (result, in_flight.own_seq, &self.game) {
-                (SaveResult::Saved { .. }, Some(seq), Some(game)) => {
-                    self.origin.ack_upto(seq, game)
-                }
-                (SaveResult::Saved { .. }, _, _) => {}
-                // Another server has the game now: our players' last commands go there.
-                (SaveResult::Fenced | SaveResult::Unowned, _, _) => {
-                    self.step_down();
-                    if let Some(stopping) = &mut self.stopping {
-                        stopping.2 = false;
-                    }
-                    self.set_role(Role::Resolving { claiming: true });
-                    self.claim(false);
-                }
-                (SaveResult::Failed, _, _) => self.dirty = false,
-            }
-            return;
-        }
-        let (role, actions) = role::on_saved(&self.role, result, self.ctx());
-        self.set_role(role);
-        if actions.contains(&Action::ShowCommitted) {
-            self.show(
-                in_flight.version,
-                &in_flight.frame,
-                Full::Saved(in_flight.full.as_ref()),
-            );
-            self.broadcast_timed(&in_flight.presses);
-            if let (Some(seq), Some(game)) = (in_flight.own_seq, &self.game) {
-                self.origin.ack_upto(seq, game);
-            }
-            self.settled();
-        }
-        if result == SaveResult::Failed {
-            self.dirty = true;
-        }
         self.act(&actions);
     }
 

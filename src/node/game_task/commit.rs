@@ -1,0 +1,260 @@
+//! Committing what the owner applied: one save in flight through the bus, shown to local
+//! players once Redis has taken it (at once alone, or while Redis is down).
+
+use bytestring::ByteString;
+use tokio::time::Instant;
+
+use super::GameTask;
+use crate::bus::{BusStatus, Save, SaveOutcome, SaveResult, Stored};
+use crate::node::role::{self, Action, Role};
+use crate::node::wire::{scores_message, update_message};
+use crate::protocol::{scores_frame, update_frame};
+
+/// Where a session that fell behind gets the full state of the version shown.
+pub(in crate::node) enum Full<'a> {
+    /// The frame shown is a full update.
+    This,
+    /// The game as held is that version (committed): serialise it.
+    Current,
+    /// Made at save time (when a session was behind), if it was.
+    Saved(Option<&'a ByteString>),
+}
+
+/// A save sent and not answered yet.
+pub(super) struct InFlight {
+    version: u64,
+    /// When the presses it includes reached us (for `press_to_broadcast`).
+    presses: Vec<Instant>,
+    /// What players see once it is committed.
+    frame: ByteString,
+    /// The same state in full, when a session is behind and will need it.
+    full: Option<ByteString>,
+    /// The last of our own commands it includes.
+    own_seq: Option<u64>,
+}
+
+impl GameTask {
+    /// Commits what was applied: at once alone, else through the bus (one save in flight).
+    pub(super) fn flush(&mut self) {
+        if !self.dirty
+            || !matches!(
+                self.role,
+                crate::node::role::Role::Owner(_) | crate::node::role::Role::Stopping
+            )
+        {
+            return;
+        }
+        if self.stopping.is_some() && !self.stopping.as_ref().is_some_and(|s| s.2) {
+            return;
+        }
+        if !self.replicated {
+            self.dirty = false;
+            self.show_current();
+            if let Some(game) = &self.game {
+                self.origin.acked_by(game);
+            }
+            self.settled();
+            return;
+        }
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(game) = &self.game else {
+            return;
+        };
+        if self.shared.bus.status() == BusStatus::Down {
+            // Running alone: show now, save when Redis is back.
+            self.show_current();
+            self.settled();
+            return;
+        }
+        let scores_only = !self.layout_changed && game.state == crate::game::State::Playing;
+        let (frame, publish, stored) = if scores_only {
+            let frame = scores_frame(game.version, game.robots.iter().map(|r| r.score));
+            // Since the last save sent only scores, `version` and `applied` changed (anything
+            // else sets `layout_changed` or `save_whole`; the leaderboard changes only with a
+            // winner, when the game is finished): Redis patches them in from the message.
+            let stored = match self.last_sent.filter(|_| !self.save_whole) {
+                Some(base) => Stored::Scores { base },
+                None => Stored::Full(game.stored_json()),
+            };
+            (frame, scores_message(&self.shared.node_id, game), stored)
+        } else {
+            let json = game.stored_json();
+            let publish = update_message(&self.shared.node_id, &json);
+            (update_frame(game), publish, Stored::Full(json))
+        };
+        // A session that fell behind catches up with a full view of what is committed.
+        let full = match self.sessions.any_behind() {
+            true if scores_only => Some(update_frame(game)),
+            true => Some(frame.clone()),
+            false => None,
+        };
+        let save = Save {
+            version: game.version,
+            publish,
+            stored,
+        };
+        self.layout_changed = false;
+        let version = game.version;
+        let own_seq = game.applied.last(&self.origin.instance);
+        self.dirty = false;
+        let whole = matches!(save.stored, Stored::Full(_));
+        match self.shared.bus.save(&self.id, save) {
+            SaveOutcome::Pending => {
+                self.last_sent = Some(version);
+                if whole {
+                    self.save_whole = false;
+                }
+                self.in_flight = Some(InFlight {
+                    version,
+                    presses: std::mem::take(&mut self.presses),
+                    frame,
+                    full,
+                    own_seq,
+                })
+            }
+            SaveOutcome::Down => {
+                self.dirty = true;
+                self.show_current();
+                self.settled();
+            }
+        }
+    }
+
+    /// Shows the current state to local players, committed or not (alone, or Redis down).
+    pub(super) fn show_current(&mut self) {
+        // What is shown unsaved (a layout change, say) is not in Redis: save it whole.
+        self.save_whole = true;
+        if let Some(game) = &self.game {
+            self.origin.answer_joins(game);
+            if game.version > self.shown {
+                let frame = self.frame_of(game);
+                self.layout_changed = false;
+                self.show(game.version, &frame, Full::Current);
+            }
+        }
+        let presses = std::mem::take(&mut self.presses);
+        self.broadcast_timed(&presses);
+    }
+
+    /// Records how long the presses now shown took from reaching us (`press_to_broadcast`).
+    pub(super) fn broadcast_timed(&self, presses: &[Instant]) {
+        if presses.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for at in presses {
+            let took = now.saturating_duration_since(*at);
+            self.shared.metrics.press_to_broadcast.observe(took);
+        }
+    }
+
+    /// A `scores` frame when only scores changed during `playing`, else a full update.
+    pub(super) fn frame_of(&self, game: &crate::game::Game) -> ByteString {
+        if !self.layout_changed && game.state == crate::game::State::Playing {
+            scores_frame(game.version, game.robots.iter().map(|r| r.score))
+        } else {
+            update_frame(game)
+        }
+    }
+
+    pub(super) fn show(&mut self, version: u64, frame: &ByteString, full: Full<'_>) {
+        if version > self.shown {
+            self.shown = version;
+            // Only when someone needs it: a full view costs a serialisation.
+            let resync = if self.sessions.any_behind() {
+                match full {
+                    Full::This => Some(frame.clone()),
+                    Full::Current => self
+                        .game
+                        .as_ref()
+                        .filter(|g| g.version == version)
+                        .map(update_frame),
+                    Full::Saved(saved) => saved.cloned(),
+                }
+            } else {
+                None
+            };
+            self.sessions.send_all(frame, resync.as_ref());
+        }
+    }
+
+    /// The last frame shown, for sessions being closed (so they end on the newest state).
+    pub(super) fn shown_frame(&self) -> Option<ByteString> {
+        self.game.as_ref().map(update_frame)
+    }
+
+    /// The game is ready for readers (created and committed, or loaded).
+    pub(super) fn settled(&mut self) {
+        if let Some(game) = &self.game {
+            self.fresh = false;
+            for reply in self.waiting.drain(..) {
+                let _ = reply.send(Ok(game.clone()));
+            }
+        }
+    }
+
+    pub(super) fn saved(&mut self, version: u64, result: SaveResult) {
+        let Some(in_flight) = self.in_flight.take_if(|f| f.version == version) else {
+            return;
+        };
+        if let Some((_, _, true)) = &self.stopping {
+            // The final save of a stopping owner: nothing more to show; if it was refused
+            // or failed there is nothing more to do either.
+            match (result, in_flight.own_seq, &self.game) {
+                (SaveResult::Saved { .. }, Some(seq), Some(game)) => {
+                    self.origin.ack_upto(seq, game)
+                }
+                (SaveResult::Saved { .. }, _, _) => {}
+                // Another server has the game now: our players' last commands go there.
+                (SaveResult::Fenced | SaveResult::Unowned, _, _) => {
+                    self.step_down();
+                    if let Some(stopping) = &mut self.stopping {
+                        stopping.2 = false;
+                    }
+                    self.set_role(Role::Resolving { claiming: true });
+                    self.claim(false);
+                }
+                (SaveResult::Failed, _, _) => self.dirty = false,
+                // Redis holds another version: commit the whole game instead.
+                (SaveResult::Stale, _, _) => {
+                    self.save_whole = true;
+                    self.dirty = true;
+                }
+            }
+            return;
+        }
+        let (role, actions) = role::on_saved(&self.role, result, self.ctx());
+        self.set_role(role);
+        if actions.contains(&Action::ShowCommitted) {
+            self.show(
+                in_flight.version,
+                &in_flight.frame,
+                Full::Saved(in_flight.full.as_ref()),
+            );
+            self.broadcast_timed(&in_flight.presses);
+            if let (Some(seq), Some(game)) = (in_flight.own_seq, &self.game) {
+                self.origin.ack_upto(seq, game);
+            }
+            self.settled();
+        }
+        if result == SaveResult::Failed {
+            self.dirty = true;
+        }
+        if result == SaveResult::Stale {
+            log::info!(
+                "game {}: Redis did not hold the last save sent; saving the whole game",
+                self.id
+            );
+            // Nothing was saved: the whole game is saved next (after this loop iteration), and
+            // what this save held is shown when that one commits, its presses timed then.
+            self.save_whole = true;
+            self.dirty = true;
+            let mut presses = in_flight.presses;
+            presses.append(&mut self.presses);
+            self.presses = presses;
+        }
+        self.act(&actions);
+    }
+}
