@@ -72,7 +72,7 @@ impl RedisCluster {
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "1000",
+                "5000",
                 "--cluster-port",
                 &bus,
                 "--dir",
