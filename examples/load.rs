@@ -41,6 +41,8 @@
 //! v4 framing over the same WebSocket client, its events read as the frames above (see
 //! `load/socketio.rs`).
 
+#[path = "load/nodelay.rs"]
+mod nodelay;
 #[path = "load/socketio.rs"]
 mod socketio;
 
@@ -927,7 +929,11 @@ where
                     actix_rt::System::new().block_on(async move {
                         let client = awc::Client::builder()
                             .timeout(Duration::from_secs(30))
-                            .connector(awc::Connector::new().limit(0))
+                            .connector(
+                                awc::Connector::new()
+                                    .connector(nodelay::NoDelay::default())
+                                    .limit(0),
+                            )
                             .finish();
                         let client = &client;
                         let shared_ref = &shared;
