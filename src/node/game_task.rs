@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::origin::Origin;
 use super::presence::{Reporter, Tracker};
 use super::role::{self, Ctx, Role};
-use super::sessions::{CloseWhy, Outbound, SessionId, Sessions};
+use super::sessions::{CloseWhy, SessionId, Sessions};
 use super::wire::{Command, InboxMsg};
 use super::{GameInfo, NodeError, Shared};
 use crate::bus::{BusStatus, Claim, Renewal, SaveResult};
@@ -43,7 +43,6 @@ pub enum GameMsg {
         /// `None`: a spectator.
         robot_id: Option<String>,
         sink: Box<dyn super::FrameSink>,
-        outbox: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Disconnect(SessionId),
@@ -345,10 +344,9 @@ impl GameTask {
                 session,
                 robot_id,
                 sink,
-                outbox,
                 reply,
             } => {
-                let _ = reply.send(self.connect(session, robot_id, sink, outbox));
+                let _ = reply.send(self.connect(session, robot_id, sink));
             }
             GameMsg::Disconnect(session) => {
                 self.sessions.remove(session);

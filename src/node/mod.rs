@@ -21,7 +21,7 @@ mod tests;
 
 pub use game_task::{GameMsg, GAME_QUEUE};
 pub use registry::Node;
-pub use sessions::{CloseWhy, FrameSink, Outbound, SessionId, SinkError, SESSION_QUEUE};
+pub use sessions::{CloseWhy, FrameSink, Outbound, SessionId, SinkError};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

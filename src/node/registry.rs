@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::game_task::{GameTask, Start};
-use super::sessions::{Outbound, SessionId};
+use super::sessions::SessionId;
 use super::{GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
 use super::{GAME_ID_ALPHABET, GAME_QUEUE};
 use crate::bus::Bus;
@@ -297,7 +297,6 @@ impl Node {
         game_id: &str,
         robot_id: Option<&str>,
         sink: Box<dyn super::FrameSink>,
-        outbox: mpsc::Sender<Outbound>,
     ) -> Result<(GameHandle, SessionId), NodeError> {
         let (handle, _) = self.hold(game_id).await?;
         let session = self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1;
@@ -306,7 +305,6 @@ impl Node {
             session,
             robot_id,
             sink,
-            outbox,
             reply,
         })
         .await??;

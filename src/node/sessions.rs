@@ -1,10 +1,11 @@
-//! The players of one game connected to this server, and the frames queued to them.
+//! The players of one game connected to this server, and the frames sent to them.
 //!
-//! A frame is serialised once and its bytes shared; each session gets it with `try_send`,
-//! never waited for. A session whose queue is full has fallen behind: it is skipped (no queue
-//! of stale frames builds up), and once its queue has room again it gets the newest full
-//! state and carries on from there. A socket that stops draining altogether is closed by its
-//! session task (a write that does not finish in time).
+//! A frame is serialised once and its bytes shared; each session's [`FrameSink`] takes it
+//! without waiting (the WebSocket writes it at once, or keeps it behind what is pending). A
+//! session whose sink is full has fallen behind: it is skipped (no queue of stale frames
+//! builds up), and once its sink has room again it gets the newest full state and carries
+//! on from there. A socket that stops draining altogether is closed by its session task (a
+//! write that does not finish in time).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,11 +18,7 @@ use super::Metrics;
 /// A WebSocket session's id, unique on this server.
 pub type SessionId = u64;
 
-/// Frames queued for one session before it counts as behind (and is skipped until it has
-/// room again).
-pub const SESSION_QUEUE: usize = 32;
-
-/// What a game task sends a session's task (frames go through its [`FrameSink`]).
+/// What a channel [`FrameSink`] carries to its reader (the node's tests use one).
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Frame(ByteString),
@@ -42,11 +39,13 @@ pub const MAX_SOCKETS_PER_ROBOT: usize = 4;
 
 /// Where a session's frames go, without waiting: the WebSocket itself (the web layer
 /// implements this for its sessions, so a frame reaches the socket with no task in between),
-/// or a channel.
+/// or a channel. Dropping it tells the session the game let go of it.
 pub trait FrameSink: Send + 'static {
     fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError>;
     /// Whether a sink that refused frames (full) has room again: half its queue free.
     fn has_room(&self) -> bool;
+    /// Asks the session to close its socket, after the frames already taken.
+    fn close(&mut self, why: CloseWhy);
 }
 
 /// Why a frame was not taken.
@@ -69,16 +68,18 @@ impl FrameSink for mpsc::Sender<Outbound> {
     fn has_room(&self) -> bool {
         self.capacity() * 2 >= self.max_capacity()
     }
+
+    fn close(&mut self, why: CloseWhy) {
+        let _ = self.try_send(Outbound::Close(why));
+    }
 }
 
 struct Local {
     id: SessionId,
     /// `None`: a spectator (reads everything, changes nothing, is not a player's presence).
     robot_id: Option<String>,
-    /// Frames, straight to the socket.
+    /// Frames, straight to the socket, and the request to close it.
     sink: Box<dyn FrameSink>,
-    /// Instructions for the session's task (close); dropping it ends the session.
-    outbox: mpsc::Sender<Outbound>,
     /// Frames were skipped: the next it gets is the newest full state.
     behind: bool,
 }
@@ -97,18 +98,11 @@ impl Sessions {
         }
     }
 
-    pub fn add(
-        &mut self,
-        id: SessionId,
-        robot_id: Option<String>,
-        sink: Box<dyn FrameSink>,
-        outbox: mpsc::Sender<Outbound>,
-    ) {
+    pub fn add(&mut self, id: SessionId, robot_id: Option<String>, sink: Box<dyn FrameSink>) {
         self.list.push(Local {
             id,
             robot_id,
             sink,
-            outbox,
             behind: false,
         });
     }
@@ -125,12 +119,12 @@ impl Sessions {
             return;
         }
         if let Some(i) = self.list.iter().position(of_robot) {
-            let oldest = self.list.remove(i);
+            let mut oldest = self.list.remove(i);
             log::info!(
                 "session {}: closed, robot {robot_id} opened more than {MAX_SOCKETS_PER_ROBOT} sockets",
                 oldest.id
             );
-            let _ = oldest.outbox.try_send(Outbound::Close(CloseWhy::Replaced));
+            oldest.sink.close(CloseWhy::Replaced);
         }
     }
 
@@ -214,7 +208,7 @@ impl Sessions {
             if let Some(frame) = last_frame {
                 let _ = s.sink.try_frame(frame.clone());
             }
-            let _ = s.outbox.try_send(Outbound::Close(why));
+            s.sink.close(why);
         }
     }
 }

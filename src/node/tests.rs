@@ -45,7 +45,7 @@ struct Player {
 async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
     let (tx, rx) = mpsc::channel(1024);
     let (game, session) = node
-        .connect(game_id, Some(robot_id), Box::new(tx.clone()), tx)
+        .connect(game_id, Some(robot_id), Box::new(tx))
         .await
         .unwrap();
     let mut p = Player {
@@ -423,7 +423,7 @@ async fn a_session_that_falls_behind_is_skipped_then_gets_the_newest_state() {
     assert!(node.join(&id, name("cy")).await.is_err());
     let (tx, mut stalled) = mpsc::channel(4);
     let (game, _) = node
-        .connect(&id, Some(&ann_robot(&ann)), Box::new(tx.clone()), tx)
+        .connect(&id, Some(&ann_robot(&ann)), Box::new(tx))
         .await
         .unwrap();
     for _ in 0..10 {
@@ -589,10 +589,7 @@ async fn spectators_see_every_update_and_are_not_players() {
     );
     let (id, mut ann, mut bob) = race(&a, &b).await;
     let (tx, mut rx) = mpsc::channel(1024);
-    let (_game, _session) = c
-        .connect(&id, None, Box::new(tx.clone()), tx)
-        .await
-        .unwrap();
+    let (_game, _session) = c.connect(&id, None, Box::new(tx)).await.unwrap();
     let Some(Outbound::Frame(welcome)) = rx.recv().await else {
         panic!("no welcome")
     };

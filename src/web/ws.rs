@@ -28,11 +28,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::wsconn::{reason, Conn, Incoming, Read, Reader};
+use super::wsconn::{reason, Conn, Incoming, Read, Reader, Signal};
 use super::{pages, proxy, ApiError, AppState};
 use crate::node::{
-    valid_game_id, CloseWhy, GameHandle, GameMsg, Node, NodeError, Outbound, SessionId, SinkError,
-    SESSION_QUEUE,
+    valid_game_id, CloseWhy, GameHandle, GameMsg, Node, NodeError, SessionId, SinkError,
 };
 use crate::protocol::{error_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
 
@@ -154,18 +153,15 @@ async fn upgraded(state: web::Data<AppState>, req: Request, framed: Framed<TcpSt
         )),
     };
     let connected = match admitted {
-        Ok(a) => {
-            let (tx, rx) = mpsc::channel::<Outbound>(SESSION_QUEUE);
-            state
-                .node
-                .connect(&a.game_id, a.robot_id.as_deref(), conn.sink(), tx)
-                .await
-                .map(|(game, id)| (a, game, id, rx))
-                .map_err(ApiError::from)
-        }
+        Ok(a) => state
+            .node
+            .connect(&a.game_id, a.robot_id.as_deref(), conn.sink())
+            .await
+            .map(|(game, id)| (a, game, id))
+            .map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    let (admitted, game, id, rx) = match connected {
+    let (admitted, game, id) = match connected {
         Ok(c) => c,
         Err(e) => {
             log::info!("{client} \"{request}\" {}", e.status.as_u16());
@@ -197,15 +193,7 @@ async fn upgraded(state: web::Data<AppState>, req: Request, framed: Framed<TcpSt
     );
     let reader = Reader::new(MAX_WIRE_FRAME, &parts.read_buf);
     let spectator = admitted.robot_id.is_none();
-    actix_web::rt::spawn(run(
-        state.node.clone(),
-        game,
-        id,
-        spectator,
-        conn,
-        reader,
-        rx,
-    ));
+    actix_web::rt::spawn(run(state.node.clone(), game, id, spectator, conn, reader));
 }
 
 /// An HTTP error answer on a connection that then closes.
@@ -352,7 +340,6 @@ async fn run(
     spectator: bool,
     conn: Conn,
     mut reader: Reader,
-    mut outbox: mpsc::Receiver<Outbound>,
 ) {
     node.metrics().connections.fetch_add(1, Ordering::Relaxed);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -388,34 +375,30 @@ async fn run(
     let close: Ending = 'session: loop {
         let leave_at = leaving.unwrap_or_else(far);
         tokio::select! {
-            out = outbox.recv() => match out {
-                Some(Outbound::Frame(frame)) => {
-                    if let Err(end) = say(conn.text(frame.as_bytes())) {
-                        break end;
-                    }
-                }
-                Some(Outbound::Close(CloseWhy::Terminated)) => {
-                    break Some(reason(CloseCode::Normal, "game ended"));
-                }
-                Some(Outbound::Close(CloseWhy::Replaced)) => {
-                    break Some(reason(CloseCode::Policy, "opened in too many tabs"));
-                }
-                Some(Outbound::Close(CloseWhy::GoingAway)) => {
-                    if leaving.is_none() {
-                        leaving = Some(Instant::now() + CLOSE_WAIT);
-                        if let Err(end) = say(conn.text(ServerMsg::GoingAway.to_frame().as_bytes())) {
-                            break end;
-                        }
-                    }
-                }
-                // The game task let go of us.
-                None => break too_slow(),
-            },
             () = conn.wants_flush() => {
                 match tokio::time::timeout(WRITE_TIMEOUT, conn.flush()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => break too_slow(),
+                }
+                // What the game asked for, after the frames it sent before.
+                match conn.signal() {
+                    None => {}
+                    Some(Signal::Close(CloseWhy::Terminated)) => {
+                        break Some(reason(CloseCode::Normal, "game ended"));
+                    }
+                    Some(Signal::Close(CloseWhy::Replaced)) => {
+                        break Some(reason(CloseCode::Policy, "opened in too many tabs"));
+                    }
+                    Some(Signal::Close(CloseWhy::GoingAway)) if leaving.is_none() => {
+                        leaving = Some(Instant::now() + CLOSE_WAIT);
+                        if let Err(end) = say(conn.text(ServerMsg::GoingAway.to_frame().as_bytes())) {
+                            break end;
+                        }
+                    }
+                    Some(Signal::Close(CloseWhy::GoingAway)) => {}
+                    // The game task let go of us.
+                    Some(Signal::Released) => break too_slow(),
                 }
             },
             ready = conn.readable() => {

@@ -23,7 +23,7 @@ use actix_web::rt::net::TcpStream;
 use actix_web::web::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use crate::node::{FrameSink, SinkError};
+use crate::node::{CloseWhy, FrameSink, SinkError};
 
 /// Bytes a session may have waiting for the socket before game frames are refused.
 pub const PENDING_MAX: usize = 32 * 1024;
@@ -61,6 +61,16 @@ struct Out {
     /// Set until the handshake answer is queued first; frames only queue meanwhile.
     held: bool,
     closed: bool,
+    /// What the game asked of the session's task, not yet taken ([`Conn::signal`]).
+    signal: Option<Signal>,
+}
+
+/// What the game asks of the session's task, besides writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Close(CloseWhy),
+    /// The game dropped its sink: it let go of the session.
+    Released,
 }
 
 struct Shared {
@@ -88,6 +98,7 @@ impl Conn {
                 pending: BytesMut::new(),
                 held: true,
                 closed: false,
+                signal: None,
             }),
             flush: Notify::new(),
         }))
@@ -113,6 +124,16 @@ impl Conn {
         out.pending = BytesMut::from(response);
         out.held = false;
         out.closed = true;
+    }
+
+    /// Tells the session's task; a close already asked for is not overwritten by a release.
+    fn raise(&self, signal: Signal) {
+        let mut out = lock(&self.0.out);
+        if out.signal.is_none() || signal != Signal::Released {
+            out.signal = Some(signal);
+        }
+        drop(out);
+        self.0.flush.notify_one();
     }
 
     pub fn sink(&self) -> Box<dyn FrameSink> {
@@ -203,7 +224,13 @@ impl Conn {
         lock(&self.0.out).closed = true;
     }
 
-    /// Waits until something is pending (cancel safe).
+    /// What the game asked for since last time, if anything (a close comes before a
+    /// release: the game closes, then drops the sink).
+    pub fn signal(&self) -> Option<Signal> {
+        lock(&self.0.out).signal.take()
+    }
+
+    /// Waits until something is pending or signalled (cancel safe).
     pub async fn wants_flush(&self) {
         self.0.flush.notified().await;
     }
@@ -281,6 +308,16 @@ impl FrameSink for Sink {
 
     fn has_room(&self) -> bool {
         lock(&self.0 .0.out).pending.len() * 2 <= PENDING_MAX
+    }
+
+    fn close(&mut self, why: CloseWhy) {
+        self.0.raise(Signal::Close(why));
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.0.raise(Signal::Released);
     }
 }
 
@@ -463,6 +500,31 @@ mod tests {
             .encode(Message::Text("hi".into()), &mut unmasked)
             .unwrap();
         assert!(Reader::new(1024, &unmasked).next().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_game_closes_through_its_sink_and_dropping_it_lets_the_session_go() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let conn = Conn::new(server);
+        conn.accept(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        conn.wants_flush().await;
+        assert_eq!(conn.signal(), None);
+        // A close, then the game drops the sink (it forgets the session): the close is what
+        // the session's task hears, once, and it is woken for it.
+        let mut sink = conn.sink();
+        sink.try_frame("{}".into()).unwrap();
+        sink.close(CloseWhy::Replaced);
+        drop(sink);
+        conn.wants_flush().await;
+        assert_eq!(conn.signal(), Some(Signal::Close(CloseWhy::Replaced)));
+        assert_eq!(conn.signal(), None);
+        // A sink dropped without a close: the game let go.
+        drop(conn.sink());
+        conn.wants_flush().await;
+        assert_eq!(conn.signal(), Some(Signal::Released));
     }
 
     #[test]

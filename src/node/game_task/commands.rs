@@ -2,13 +2,13 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{GameTask, MAX_HELD};
 use crate::game::{Admit, Left, PlayerName, RuleError, Step};
 use crate::node::role::{self, Route};
-use crate::node::sessions::{Outbound, SessionId};
+use crate::node::sessions::SessionId;
 use crate::node::wire::{Cmd, Command, InboxMsg};
 use crate::node::{NodeError, OVERLOAD_AGE};
 use crate::protocol::{error_frame, ClientMsg, ServerMsg};
@@ -22,7 +22,6 @@ impl GameTask {
         session: SessionId,
         robot_id: Option<String>,
         mut sink: Box<dyn crate::node::FrameSink>,
-        outbox: mpsc::Sender<Outbound>,
     ) -> Result<(), NodeError> {
         if self.stopping.is_some() || self.draining.is_some() {
             return Err(NodeError::Unavailable);
@@ -45,7 +44,7 @@ impl GameTask {
             self.sessions.make_room_for(robot_id);
             self.presence_check = true;
         }
-        self.sessions.add(session, robot_id, sink, outbox);
+        self.sessions.add(session, robot_id, sink);
         Ok(())
     }
 
