@@ -80,36 +80,28 @@ fn a_scores_save_patches_the_stored_game_in_place_and_is_fenced() {
     // The whole game, saved by SAVE as an owner does after a takeover.
     let game = adversarial_game();
     let full = game.stored_json();
-    let saved: i64 = scripts
-        .save
-        .key(OWNER)
-        .key(STATE)
-        .arg("n1")
-        .arg(60_000)
-        .arg(&full)
-        .arg(CHANNEL)
-        .arg(update_message("n1", &full))
-        .arg(STATE_TTL_SECS)
-        .invoke(&mut conn)
-        .unwrap();
+    let save_whole = |conn: &mut redis::Connection| -> i64 {
+        scripts
+            .save
+            .key(OWNER)
+            .key(STATE)
+            .arg("n1")
+            .arg(60_000)
+            .arg(&full)
+            .arg(CHANNEL)
+            .arg(update_message("n1", &full))
+            .arg(STATE_TTL_SECS)
+            .invoke(conn)
+            .unwrap()
+    };
+    let saved = save_whole(&mut conn);
     assert_eq!(saved, 2, "nobody owns it yet");
     redis::cmd("SET")
         .arg(OWNER)
         .arg("n1")
         .exec(&mut conn)
         .unwrap();
-    let saved: i64 = scripts
-        .save
-        .key(OWNER)
-        .key(STATE)
-        .arg("n1")
-        .arg(60_000)
-        .arg(&full)
-        .arg(CHANNEL)
-        .arg(update_message("n1", &full))
-        .arg(STATE_TTL_SECS)
-        .invoke(&mut conn)
-        .unwrap();
+    let saved = save_whole(&mut conn);
     assert_eq!(saved, 1);
     let first: String = sub.get_message().unwrap().get_payload().unwrap();
     assert_eq!(first, update_message("n1", &full));
