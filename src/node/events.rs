@@ -38,6 +38,7 @@ impl BusEvents for Events {
             version,
             scores,
             applied,
+            base,
         } = published;
         let msg = match (kind, game, applied) {
             (PublishedKind::GameUpdate, Some(game), _) if game.id == game_id => {
@@ -48,6 +49,7 @@ impl BusEvents for Events {
                 version,
                 scores,
                 applied,
+                base,
             },
             (PublishedKind::Terminated, _, _) => GameMsg::Terminated,
             _ => {

@@ -62,6 +62,8 @@ pub enum GameMsg {
         version: u64,
         scores: Vec<u32>,
         applied: crate::game::Applied,
+        /// The version these scores follow, when the owner said.
+        base: Option<u64>,
     },
     /// Published by another server: a committed state, or the end.
     Relayed {
@@ -365,7 +367,8 @@ impl GameTask {
                 version,
                 scores,
                 applied,
-            } => self.relayed_scores(&origin, version, scores, applied),
+                base,
+            } => self.relayed_scores(&origin, version, scores, applied, base),
             GameMsg::Terminated => self.end(NodeError::NotFound, true),
             GameMsg::Saved { version, result } => self.saved(version, result),
             GameMsg::Claimed { claim, sent_at } => self.claimed(claim, sent_at),

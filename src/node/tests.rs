@@ -40,6 +40,8 @@ struct Player {
     drawn: Value,
     /// Every version drawn, with the scores it showed.
     seen: Vec<(u64, Vec<u64>)>,
+    /// The type of every frame received.
+    kinds: Vec<String>,
 }
 
 async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
@@ -54,6 +56,7 @@ async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
         rx,
         drawn: Value::Null,
         seen: Vec::new(),
+        kinds: Vec::new(),
     };
     p.read(Duration::from_millis(10)).await;
     p
@@ -77,6 +80,7 @@ impl Player {
         while let Ok(Some(out)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
             let Outbound::Frame(frame) = out else { break };
             let msg: Value = serde_json::from_str(&frame).unwrap();
+            self.kinds.extend(msg["type"].as_str().map(str::to_owned));
             let mut game = msg["game"].clone();
             if msg["type"] == "scores" {
                 // As the browser: the scores, in the lanes of the last full view.
@@ -192,6 +196,32 @@ async fn create_join_across_nodes_and_forward() {
     // The stored state shows both origins' commands applied once.
     let stored: crate::game::Game = serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
     assert_eq!(stored.robots[1].score, 5);
+}
+
+/// A save can apply several presses at once (they came while the last was in flight): the
+/// other servers apply its scores to their copy, the save it follows, and do not read the
+/// whole game back from Redis for a version that moved by more than one.
+#[tokio::test(start_paused = true)]
+async fn scores_that_apply_several_presses_at_once_are_shown_as_scores() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (_id, mut ann, mut bob) = race(&a, &b).await;
+    bob.kinds.clear();
+    let before = bob.drawn["version"].as_u64().unwrap();
+    // Queued together, applied together: one save, the version up by 5.
+    for _ in 0..5 {
+        ann.send(ClientMsg::ScorePoint);
+    }
+    let drawn = bob.wait(|g| scores(g) == [5, 0]).await;
+    assert_eq!(drawn["version"].as_u64(), Some(before + 5));
+    ann.wait(|g| scores(g) == [5, 0]).await;
+    assert_eq!(
+        bob.kinds,
+        ["scores"],
+        "one scores frame, no reload: {:?}",
+        bob.kinds
+    );
+    same_versions(&[&ann, &bob]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -98,6 +98,11 @@ pub struct Published {
     pub scores: Vec<u32>,
     #[serde(default)]
     pub applied: Option<Applied>,
+    /// `scores`: the version of the owner's previous save, which these scores follow (a save
+    /// may apply several presses, so `version` can move by more than one). Absent from
+    /// older servers' messages and from an owner's first save.
+    #[serde(default)]
+    pub base: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -111,8 +116,9 @@ pub enum PublishedKind {
     Terminated,
 }
 
-/// `{"type":"scores","origin":NODE,"version":V,"scores":[…],"applied":[…]}`.
-pub fn scores_message(origin: &str, game: &Game) -> String {
+/// `{"type":"scores","origin":NODE,"version":V,"scores":[…],"applied":[…],"base":B}`: `base`
+/// is the version of the save before (omitted when there was none).
+pub fn scores_message(origin: &str, game: &Game, base: Option<u64>) -> String {
     #[derive(Serialize)]
     struct Scores<'a> {
         #[serde(rename = "type")]
@@ -121,6 +127,8 @@ pub fn scores_message(origin: &str, game: &Game) -> String {
         version: u64,
         scores: Vec<u32>,
         applied: &'a Applied,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        base: Option<u64>,
     }
     // unwrap: plain structs of strings and numbers always serialise.
     serde_json::to_string(&Scores {
@@ -129,6 +137,7 @@ pub fn scores_message(origin: &str, game: &Game) -> String {
         version: game.version,
         scores: game.robots.iter().map(|r| r.score).collect(),
         applied: &game.applied,
+        base,
     })
     .unwrap()
 }
@@ -182,11 +191,13 @@ mod tests {
             (PublishedKind::GameUpdate, "n2")
         );
         assert_eq!(p.game.map(|g| *g), Some(game.clone()));
-        let p: Published = serde_json::from_str(&scores_message("n2", &game)).unwrap();
+        let p: Published = serde_json::from_str(&scores_message("n2", &game, None)).unwrap();
         assert_eq!(
-            (p.kind, p.version, p.scores),
-            (PublishedKind::Scores, 1, vec![0])
+            (p.kind, p.version, p.scores, p.base),
+            (PublishedKind::Scores, 1, vec![0], None)
         );
+        let p: Published = serde_json::from_str(&scores_message("n2", &game, Some(0))).unwrap();
+        assert_eq!(p.base, Some(0));
         assert_eq!(p.applied, Some(game.applied.clone()));
         let ended = terminated_message("n2", "g1");
         let p: Published = serde_json::from_str(&ended).unwrap();

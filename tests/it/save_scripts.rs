@@ -116,7 +116,7 @@ fn a_scores_save_patches_the_stored_game_in_place_and_is_fenced() {
     want.version = 42;
     want.applied.admit("n]]/b", 2);
     want.applied.admit(r#"new["]/d"#, 1);
-    let msg = scores_message("n1", &want);
+    let msg = scores_message("n1", &want, Some(41));
     let scores_save = |node: &str, base: u64, msg: &str, conn: &mut redis::Connection| -> i64 {
         scripts
             .save_scores
@@ -144,7 +144,7 @@ fn a_scores_save_patches_the_stored_game_in_place_and_is_fenced() {
     unchanged(&mut conn);
     let mut fewer = want.clone();
     fewer.robots.pop();
-    let fewer = scores_message("n1", &fewer);
+    let fewer = scores_message("n1", &fewer, Some(41));
     assert_eq!(
         scores_save("n1", 41, &fewer, &mut conn),
         3,

@@ -78,7 +78,12 @@ impl GameTask {
                 Some(base) => Stored::Scores { base },
                 None => Stored::Full(game.stored_json()),
             };
-            (frame, scores_message(&self.shared.node_id, game), stored)
+            let base = self.last_sent;
+            (
+                frame,
+                scores_message(&self.shared.node_id, game, base),
+                stored,
+            )
         } else {
             let json = game.stored_json();
             let publish = update_message(&self.shared.node_id, &json);

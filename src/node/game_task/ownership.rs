@@ -282,7 +282,8 @@ impl GameTask {
         self.act(&actions);
     }
 
-    /// Committed scores from the owner: applied to our copy when they follow it, else the
+    /// Committed scores from the owner: applied to our copy when they follow it (our copy is
+    /// the save they were made on, `base`; without it, the version just before), else the
     /// stored game is read again (an update was missed).
     pub(super) fn relayed_scores(
         &mut self,
@@ -290,6 +291,7 @@ impl GameTask {
         version: u64,
         scores: Vec<u32>,
         applied: crate::game::Applied,
+        base: Option<u64>,
     ) {
         if origin == self.shared.node_id || matches!(self.role, Role::Owner(_)) {
             return;
@@ -306,7 +308,7 @@ impl GameTask {
         if version <= game.version {
             return;
         }
-        let follows = version == game.version + 1
+        let follows = base.unwrap_or(version - 1) == game.version
             && scores.len() == game.robots.len()
             && game.state == State::Playing;
         if !follows {
