@@ -21,7 +21,9 @@ mod tests;
 
 pub use game_task::{GameMsg, GAME_QUEUE};
 pub use registry::Node;
-pub use sessions::{CloseWhy, FrameSink, Outbound, SessionId, SinkError};
+#[cfg(test)]
+pub use sessions::Outbound;
+pub use sessions::{CloseWhy, FrameSink, SessionId, SinkError};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytestring::ByteString;
+#[cfg(test)]
 use tokio::sync::mpsc;
 
 use super::Metrics;
@@ -19,6 +20,7 @@ use super::Metrics;
 pub type SessionId = u64;
 
 /// What a channel [`FrameSink`] carries to its reader (the node's tests use one).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Frame(ByteString),
@@ -57,6 +59,7 @@ pub enum SinkError {
     Closed,
 }
 
+#[cfg(test)]
 impl FrameSink for mpsc::Sender<Outbound> {
     fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError> {
         self.try_send(Outbound::Frame(frame)).map_err(|e| match e {
