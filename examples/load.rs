@@ -442,12 +442,14 @@ fn run_race(args: &Args) {
         .collect();
     let self_before = cpu_secs_self();
     let cpu_before: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
+    let switches_before = context_switches(&args.pid);
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let _ = phase_tx.send(Phase::Window { start, end });
     eprintln!("pressing for {} s…", args.seconds);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     let cpu_after: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
+    let switches_after = context_switches(&args.pid);
     let window = start.elapsed().as_secs_f64();
     let self_after = cpu_secs_self();
     let redis_after = args.redis_port.map(redis_info);
@@ -546,6 +548,10 @@ fn run_race(args: &Args) {
     let cpu_total: f64 = cpu_used.iter().sum();
     let cpu_pct: Vec<f64> = cpu_used.iter().map(|c| c * 100.0 / window).collect();
     let per_1000 = |n: u64| cpu_total * 1e6 / n.max(1) as f64;
+    let per_press =
+        |after: u64, before: u64| after.saturating_sub(before) as f64 / t.sent.max(1) as f64;
+    let sleeps_per_press = per_press(switches_after.0, switches_before.0);
+    let preemptions_per_press = per_press(switches_after.1, switches_before.1);
     if !args.pid.is_empty() {
         println!(
             "server CPU         {cpu_total:.2} s over the window: {:.2} ms per 1000 deliveries, {:.2} ms per 1000 press deliveries",
@@ -556,6 +562,10 @@ fn run_race(args: &Args) {
         println!(
             "                   per server (% of one core): {}",
             list.join("  ")
+        );
+        println!(
+            "server wake-ups    {:.2} per press (a thread slept and was woken: voluntary context switches, every thread of every server), {:.2} preemptions per press",
+            sleeps_per_press, preemptions_per_press
         );
         println!(
             "server memory      {} KiB before, {} KiB connected ({:.1} KiB per connection)",
@@ -643,6 +653,8 @@ fn run_race(args: &Args) {
         "cpu_ms_per_1000_deliveries": (!args.pid.is_empty()).then(|| round(per_1000(t.window_deliveries), 3)),
         "cpu_ms_per_1000_press_deliveries": (!args.pid.is_empty()).then(|| round(per_1000(t.window_press_deliveries), 3)),
         "cpu_pct_per_server": cpu_pct.iter().map(|p| round(*p, 1)).collect::<Vec<_>>(),
+        "server_sleeps_per_press": (!args.pid.is_empty()).then(|| round(sleeps_per_press, 3)),
+        "server_preemptions_per_press": (!args.pid.is_empty()).then(|| round(preemptions_per_press, 3)),
         "rss_kib_before": rss_before.iter().sum::<u64>(),
         "rss_kib_connected": rss_connected.iter().sum::<u64>(),
         "redis": redis.as_ref().map(|r| {
@@ -1409,6 +1421,31 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Context switches so far of every thread of these processes: (voluntary, involuntary). A
+/// voluntary one is a thread going to sleep (in `epoll_wait`, mostly) until something wakes it:
+/// the wake-ups a server pays for on top of its work. Threads that exited are not counted.
+fn context_switches(pids: &[u32]) -> (u64, u64) {
+    let mut total = (0, 0);
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            total.0 += field("voluntary_ctxt_switches:");
+            total.1 += field("nonvoluntary_ctxt_switches:");
+        }
+    }
+    total
+}
+
 /// User + system CPU seconds a process has used (0 if unknown).
 fn cpu_secs(pid: u32) -> f64 {
     cpu_secs_of(&format!("/proc/{pid}/stat"))
@@ -1499,6 +1536,16 @@ mod tests {
         let m: Incoming =
             serde_json::from_str(r#"{"type":"error","error":"overloaded","message":"m"}"#).unwrap();
         assert_eq!(m.error.as_deref(), Some("overloaded"));
+    }
+
+    #[test]
+    fn context_switches_count_a_thread_that_slept() {
+        let me = [std::process::id()];
+        let (before, _) = context_switches(&me);
+        std::thread::sleep(Duration::from_millis(5));
+        let (after, _) = context_switches(&me);
+        assert!(after > before, "{before} -> {after}");
+        assert_eq!(context_switches(&[u32::MAX]), (0, 0), "no such process");
     }
 
     #[test]
