@@ -1408,17 +1408,21 @@ fn redis_info(port: u16) -> Result<RedisInfo, String> {
     })
 }
 
+/// A number from a `/proc/.../status` text: the first word after `name` (`"VmRSS:"`, …), 0 if
+/// absent.
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Resident memory of a process, KiB (0 if unknown).
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_field(&status, "VmRSS:")
 }
 
 /// Context switches so far of every thread of these processes: (voluntary, involuntary). A
@@ -1432,15 +1436,8 @@ fn context_switches(pids: &[u32]) -> (u64, u64) {
         };
         for task in tasks.flatten() {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            total.0 += field("voluntary_ctxt_switches:");
-            total.1 += field("nonvoluntary_ctxt_switches:");
+            total.0 += status_field(&status, "voluntary_ctxt_switches:");
+            total.1 += status_field(&status, "nonvoluntary_ctxt_switches:");
         }
     }
     total
@@ -1546,6 +1543,7 @@ mod tests {
         let (after, _) = context_switches(&me);
         assert!(after > before, "{before} -> {after}");
         assert_eq!(context_switches(&[u32::MAX]), (0, 0), "no such process");
+        assert!(rss_kib(std::process::id()) > 0);
     }
 
     #[test]
