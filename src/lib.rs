@@ -174,16 +174,56 @@ impl Application {
         &self.node
     }
 
-    /// Serves until SIGTERM or SIGINT, then stops taking connections, closes WebSockets with
-    /// "going away", commits and hands over owned games, and stops.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// Serves until SIGTERM or SIGINT (caught since `signals` was made), then stops taking
+    /// connections, closes WebSockets with "going away", commits and hands over owned games,
+    /// and stops.
+    pub async fn run_until_stopped(self, signals: StopSignals) -> std::io::Result<()> {
         let handle = self.server.handle();
         let node = self.node.clone();
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
+            signals.recv().await;
             stop(node, handle).await;
         });
         self.server.await
+    }
+}
+
+/// SIGTERM and SIGINT, caught from the moment this is made: made before the server starts, a
+/// signal during start-up (a deploy that stops a server at once) still shuts it down cleanly
+/// instead of killing it. Needs a tokio runtime with I/O enabled (actix's has it).
+pub struct StopSignals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    pub fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            StopSignals { streams }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.streams {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -258,31 +298,6 @@ async fn stop(node: Node, server: ServerHandle) {
     server.pause().await;
     let _ = tokio::time::timeout(Duration::from_secs(6), node.shutdown()).await;
     server.stop(true).await;
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Why the server could not start.

@@ -4,7 +4,7 @@
 //! run on a multi-thread tokio runtime with a thread per core.
 
 use robot_race::config::Config;
-use robot_race::Application;
+use robot_race::{Application, StopSignals};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -28,6 +28,8 @@ fn main() {
     });
     let handle = games.as_ref().map(|g| g.handle().clone());
     let result = actix_web::rt::System::new().block_on(async move {
+        // Before anything starts: a SIGTERM from here on shuts down cleanly.
+        let signals = StopSignals::listen();
         let app = match Application::build(config, handle) {
             Ok(app) => app,
             Err(e) => {
@@ -36,7 +38,7 @@ fn main() {
             }
         };
         log::info!("Listening on http://{}", app.addr());
-        app.run_until_stopped().await
+        app.run_until_stopped(signals).await
     });
     if let Err(e) = result {
         eprintln!("robot-race: {e}");
