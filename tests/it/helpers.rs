@@ -279,15 +279,30 @@ impl Redis {
 
     /// Extra `redis-server` arguments, e.g. `["--requirepass", "pw"]`.
     pub fn start_with(extra: &[&str]) -> Redis {
+        Self::start_retrying(|| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts one on a free port with the arguments `extra` makes, made again for each try (so
+    /// ports among them are picked again too). A port found free can be taken by another test
+    /// before `redis-server` binds it: a start that finds a port in use is tried again on new
+    /// ports, up to 5 times.
+    pub fn start_retrying(extra: impl Fn() -> Vec<String>) -> Redis {
         require("redis-server", "redis-server");
-        let mut redis = Redis {
-            child: None,
-            port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            logs: Lines::default(),
-        };
-        redis.launch();
-        redis
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut redis = Redis {
+                child: None,
+                port: free_port(),
+                extra: extra(),
+                logs: Lines::default(),
+            };
+            match redis.try_launch() {
+                Ok(()) => return redis,
+                Err(logs) if logs.contains("Address already in use") => last = logs,
+                Err(logs) => panic!("redis-server did not start:\n{logs}"),
+            }
+        }
+        panic!("redis-server found its ports taken 5 times in a row:\n{last}");
     }
 
     /// A Redis on a port, not started yet (for "Redis appears later").
@@ -301,7 +316,15 @@ impl Redis {
         }
     }
 
+    /// Starts it on its port (which must be free), or panics with its output.
     pub fn launch(&mut self) {
+        if let Err(logs) = self.try_launch() {
+            panic!("redis-server did not start:\n{logs}");
+        }
+    }
+
+    /// Starts it on its port; its output if it exits or is not ready within 10 s.
+    fn try_launch(&mut self) -> Result<(), String> {
         let mut args: Vec<String> = vec![
             "--port".into(),
             self.port.to_string(),
@@ -327,13 +350,22 @@ impl Redis {
         self.logs = Lines::default();
         self.logs.follow(child.stdout.take().unwrap(), None);
         self.logs.follow(child.stderr.take().unwrap(), None);
-        self.child = Some(child);
-        assert!(
-            self.logs
-                .wait_for("Ready to accept connections", Duration::from_secs(10)),
-            "redis-server did not start:\n{}",
-            self.logs.all()
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.logs.contains("Ready to accept connections") {
+                self.child = Some(child);
+                return Ok(());
+            }
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                // What it printed last, once its pipes are drained.
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(self.logs.all());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -1288,4 +1320,31 @@ pub async fn settle(
             _ => agreed_since = agreed.then(|| (first, Instant::now())),
         }
     }
+}
+
+/// The helpers' own check: a `redis-server` start that finds a port taken (another test took it
+/// after it was picked) is tried again on new ports instead of failing the test.
+#[test]
+fn a_redis_start_that_finds_its_port_taken_tries_new_ports() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0");
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let tries = Cell::new(0);
+    let redis = Redis::start_retrying(|| {
+        tries.set(tries.get() + 1);
+        // The last `--port` wins: the first try is sent to the taken one.
+        match tries.get() {
+            1 => vec!["--port".into(), taken_port.clone()],
+            _ => Vec::new(),
+        }
+    });
+    assert_eq!(
+        tries.get(),
+        2,
+        "the taken port was not tried first, or not left"
+    );
+    assert_ne!(redis.port.to_string(), taken_port);
+    let pong: String = redis::cmd("PING")
+        .query(&mut redis.client().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(pong, "PONG");
 }

@@ -64,20 +64,26 @@ impl RedisCluster {
             let dir = temp_dir(&format!("cluster-node-{}", free_port()));
             let dir_text = dir.to_string_lossy().into_owned();
             // The cluster bus on a port of its own (by default it is the port + 10000, which
-            // may not be free, or not exist).
-            let bus = free_port().to_string();
-            nodes.push(Redis::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "5000",
-                "--cluster-port",
-                &bus,
-                "--dir",
-                &dir_text,
-            ]));
+            // may not be free, or not exist), picked again if a start finds it taken.
+            nodes.push(Redis::start_retrying(|| {
+                // A start that failed may have written its node ID: start anew.
+                let _ = std::fs::remove_file(dir.join("nodes.conf"));
+                let bus = free_port().to_string();
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-port",
+                    &bus,
+                    "--dir",
+                    &dir_text,
+                ]
+                .map(String::from)
+                .to_vec()
+            }));
             dirs.push(dir);
         }
         let cluster = RedisCluster { nodes, dirs };
