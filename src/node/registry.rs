@@ -57,8 +57,14 @@ impl Shared {
         }
     }
 
-    fn spawn(self: &Arc<Self>, game_id: &str, start: Start) -> GameHandle {
+    /// Starts a game task. `first` is queued before the task runs, so the task reads it before
+    /// anything it hears later (see `hold`).
+    fn spawn(self: &Arc<Self>, game_id: &str, start: Start, first: Option<GameMsg>) -> GameHandle {
         let (tx, rx) = mpsc::channel(GAME_QUEUE);
+        if let Some(msg) = first {
+            // The queue is empty and has room: this cannot fail.
+            let _ = tx.try_send(msg);
+        }
         let info = Arc::new(GameInfo {
             id: game_id.to_owned(),
             serial: self.games.serial.fetch_add(1, Ordering::Relaxed),
@@ -188,7 +194,7 @@ impl Node {
                 }
             };
             let game = Game::new(game_id.clone(), config, robot_id.clone(), name);
-            let handle = self.shared.spawn(&game_id, Start::New(game));
+            let handle = self.shared.spawn(&game_id, Start::New(game), None);
             map.insert(game_id.clone(), handle.clone());
             (game_id, handle)
         };
@@ -226,19 +232,29 @@ impl Node {
             return Err(NodeError::Unavailable);
         }
         for _ in 0..2 {
-            let handle = {
+            let (handle, asked) = {
                 let mut map = self.shared.games.lock();
                 match map.get(game_id) {
-                    Some(h) => h.clone(),
+                    Some(h) => (h.clone(), None),
                     None if !self.shared.bus.replicated() => return Err(NodeError::NotFound),
                     None => {
-                        let h = self.shared.spawn(game_id, Start::Find);
+                        // Asked before the task runs: a task that finds the game gone ends at
+                        // once, and asked after that it could no longer say so ("unavailable"
+                        // instead of "not found" on a busy machine).
+                        let (reply, answer) = oneshot::channel();
+                        let h = self
+                            .shared
+                            .spawn(game_id, Start::Find, Some(GameMsg::Get(reply)));
                         map.insert(game_id.to_owned(), h.clone());
-                        h
+                        (h, Some(answer))
                     }
                 }
             };
-            match get(&handle).await {
+            let answer = match asked {
+                Some(answer) => answered(answer, FIND_TIMEOUT).await.and_then(|r| r),
+                None => get(&handle).await,
+            };
+            match answer {
                 Ok(game) => return Ok((handle, game)),
                 // The task ended as we asked (forgotten, or the game ended): look again.
                 Err(NodeError::Unavailable) if handle.tx.is_closed() => {
@@ -387,6 +403,11 @@ async fn ask<T>(
         .send(request(reply))
         .await
         .map_err(|_| NodeError::Unavailable)?;
+    answered(rx, timeout).await
+}
+
+/// A game task's answer; "unavailable" if it ended without one or took over `timeout`.
+async fn answered<T>(rx: oneshot::Receiver<T>, timeout: Duration) -> Result<T, NodeError> {
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(answer)) => Ok(answer),
         _ => Err(NodeError::Unavailable),
