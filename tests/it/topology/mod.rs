@@ -87,3 +87,30 @@ async fn health(server: &Server) -> Value {
     assert_eq!(status, 200, "/health: {body}");
     body
 }
+
+/// The test helpers' own check: a `redis-server` start that finds a port taken (another test
+/// took it after it was picked) is tried again on new ports instead of failing the test.
+#[test]
+fn a_redis_start_that_finds_its_port_taken_tries_new_ports() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0");
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let tries = std::cell::Cell::new(0);
+    let redis = Redis::start_retrying(|| {
+        tries.set(tries.get() + 1);
+        // The last `--port` wins: the first try is sent to the taken one.
+        match tries.get() {
+            1 => vec!["--port".into(), taken_port.clone()],
+            _ => Vec::new(),
+        }
+    });
+    assert_eq!(
+        tries.get(),
+        2,
+        "the taken port was not tried first, or not left"
+    );
+    assert_ne!(redis.port.to_string(), taken_port);
+    let pong: String = redis::cmd("PING")
+        .query(&mut redis.client().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(pong, "PONG");
+}
