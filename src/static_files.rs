@@ -17,6 +17,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/draw.js"),
     ),
     (
+        "track.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/track.js"),
+    ),
+    (
         "socket.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../static/socket.js"),

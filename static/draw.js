@@ -1,5 +1,5 @@
 /* Robot Race: the shared robot and track drawing (canvas), used by the lobby's backdrop
- * (lobby.js) and the race page (race.js). Vanilla JS, no build step; load it before either.
+ * (lobby.js) and the race page (track.js, race.js). Vanilla JS, no build step; load it first.
  * Provides window.RobotRace.{COLORS, FONT, MAX_PLAYERS, colorFor, drawRobot, drawScene,
  * fitCanvas, whenFontReady}. */
 "use strict";
