@@ -12,7 +12,7 @@
 // and its scores are broadcast to the game's room through the adapter
 // (io.to(room).emit -> PUBLISH; every instance PSUBSCRIBEs and delivers to its own sockets).
 //
-// HTTP (as /work/shared/PROTOCOL.md's JSON API):
+// HTTP (as the JSON API in docs/PROTOCOL.md):
 //   POST /api/games {"name","winning_score"?,"countdown"?} -> 201 {game_id,robot_id,token,join_url}
 //   POST /api/games/:id/players {"name"}                 -> 201 {game_id,robot_id,token}
 //   GET  /api/games/:id                                   -> 200 GAME
@@ -122,7 +122,7 @@ redis.on("ready", () => {
   redisUp = true;
 });
 
-// The GAME view (PROTOCOL.md) from the game's hash.
+// The GAME view (docs/PROTOCOL.md) from the game's hash.
 function view(id, h) {
   const order = h.order ? h.order.split(",") : [];
   return {
