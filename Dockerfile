@@ -7,7 +7,10 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY static static
 COPY templates templates
+# Cargo.toml declares the integration tests and the load tool (an example): cargo reads their
+# paths even when it builds only the server.
 COPY tests tests
+COPY examples examples
 RUN cargo build --release --locked --bin robot-race
 
 FROM debian:bookworm-slim
