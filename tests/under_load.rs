@@ -12,7 +12,7 @@
 //! shares the machine with that load. Time is bounded: a fixed number of rounds, each with
 //! deadlines.
 
-#[path = "it/helpers.rs"]
+#[path = "it/helpers/mod.rs"]
 mod helpers;
 
 use std::process::{Child, Command, Stdio};
