@@ -1,0 +1,245 @@
+//! Ownership across servers: create and join across servers, scores relayed, a dead owner
+//! taken over, a cut-off owner fenced, a lease confirmed before applying, Redis lost and back,
+//! shutdown handing over, and a stale save saved whole.
+
+use std::time::Duration;
+
+use super::{node, owned, race, same_versions, scores, LEASE};
+use crate::bus::local::LocalCluster;
+use crate::node::Outbound;
+use crate::protocol::ClientMsg;
+
+#[tokio::test(start_paused = true)]
+async fn create_join_across_nodes_and_forward() {
+    let cluster = LocalCluster::new();
+    let (a, b, c) = (
+        node(&cluster, "a"),
+        node(&cluster, "b"),
+        node(&cluster, "c"),
+    );
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("a"));
+    // A third server reads it as a replica, takes nothing over.
+    let game = c.game(&id).await.unwrap();
+    assert_eq!(game.robots.len(), 2);
+    for _ in 0..5 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [1, 5]).await;
+    }
+    assert_eq!((owned(&a), owned(&b)), (1, 0));
+    same_versions(&[&ann, &bob]);
+    // The stored state shows both origins' commands applied once.
+    let stored: crate::game::Game = serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
+    assert_eq!(stored.robots[1].score, 5);
+}
+
+/// A save can apply several presses at once (they came while the last was in flight): the
+/// other servers apply its scores to their copy, the save it follows, and do not read the
+/// whole game back from Redis for a version that moved by more than one.
+#[tokio::test(start_paused = true)]
+async fn scores_that_apply_several_presses_at_once_are_shown_as_scores() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (_id, mut ann, mut bob) = race(&a, &b).await;
+    bob.kinds.clear();
+    let before = bob.drawn["version"].as_u64().unwrap();
+    // Queued together, applied together: one save, the version up by 5.
+    for _ in 0..5 {
+        ann.send(ClientMsg::ScorePoint);
+    }
+    let drawn = bob.wait(|g| scores(g) == [5, 0]).await;
+    assert_eq!(drawn["version"].as_u64(), Some(before + 5));
+    ann.wait(|g| scores(g) == [5, 0]).await;
+    assert_eq!(
+        bob.kinds,
+        ["scores"],
+        "one scores frame, no reload: {:?}",
+        bob.kinds
+    );
+    same_versions(&[&ann, &bob]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_owner_is_taken_over_and_no_press_is_lost() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, _ann, mut bob) = race(&a, &b).await;
+    bob.send(ClientMsg::ScorePoint);
+    bob.wait(|g| scores(g) == [0, 1]).await;
+    // The owner dies: its presses in flight go nowhere; bob's server finds it gone.
+    cluster.kill("a");
+    drop(a);
+    for _ in 0..4 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    bob.wait(|g| scores(g) == [0, 5]).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    bob.read(Duration::from_secs(2)).await;
+    assert_eq!(scores(&bob.drawn), [0, 5], "a press was applied twice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_off_owner_is_fenced_and_shows_nothing_it_could_not_save() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    // A is cut off (as a frozen server is) well past its lease; b takes the game over.
+    cluster.cut("a", true);
+    // While cut off, a runs alone: its player's presses show there.
+    ann.send(ClientMsg::ScorePoint);
+    ann.read(Duration::from_millis(100)).await;
+    tokio::time::sleep(LEASE * 3).await;
+    for _ in 0..3 {
+        bob.send(ClientMsg::ScorePoint);
+    }
+    bob.wait(|g| scores(g)[1] == 3).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    // A is back: its save is refused, it steps down, and its player's press is resent to b
+    // and applied there once.
+    cluster.cut("a", false);
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [2, 3]).await;
+    }
+    assert_eq!((owned(&a), owned(&b)), (0, 1));
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_past_its_lease_confirms_it_before_applying() {
+    let cluster = LocalCluster::new();
+    let (a, _b) = (node(&cluster, "a"), node(&cluster, "b"));
+    // Both players on the owner: nobody else needs the game.
+    let (id, mut ann, mut bob) = race(&a, &a).await;
+    // Nobody renews for a while (as if a was frozen): by a's own clock the lease is over, and
+    // Redis let it lapse.
+    cluster.cut("a", true);
+    tokio::time::sleep(LEASE * 2).await;
+    cluster.cut("a", false);
+    assert_eq!(cluster.owner(&id), None);
+    // Nobody took it meanwhile: a confirms, takes it again, and applies the press once.
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [1, 0]).await;
+    }
+    assert_eq!(cluster.owner(&id).as_deref(), Some("a"));
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [1, 0]);
+    same_versions(&[&ann, &bob]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn redis_lost_and_back_empty_or_not() {
+    for empty in [true, false] {
+        let cluster = LocalCluster::new();
+        let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+        let (id, mut ann, mut bob) = race(&a, &b).await;
+        ann.send(ClientMsg::ScorePoint);
+        bob.wait(|g| scores(g) == [1, 0]).await;
+        cluster.down();
+        // The owner's players race on alone; the other server's wait.
+        ann.send(ClientMsg::ScorePoint);
+        ann.wait(|g| scores(g) == [2, 0]).await;
+        bob.send(ClientMsg::ScorePoint);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.back(empty);
+        for p in [&mut ann, &mut bob] {
+            p.wait(|g| scores(g) == [2, 1]).await;
+        }
+        assert_eq!(cluster.owner(&id).as_deref(), Some("a"), "empty: {empty}");
+        let stored: crate::game::Game =
+            serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
+        assert_eq!(stored.robots[0].score, 2);
+        same_versions(&[&ann, &bob]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_then_hands_over() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    for _ in 0..3 {
+        bob.send(ClientMsg::ScorePoint);
+        ann.send(ClientMsg::ScorePoint);
+    }
+    // The owner stops while presses are in flight: its own are committed before it lets go,
+    // bob's reach whoever owns the game next. None is lost, none counted twice.
+    let stopping = tokio::spawn({
+        let a = a.clone();
+        async move { a.shutdown().await }
+    });
+    for _ in 0..4 {
+        bob.send(ClientMsg::ScorePoint);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stopping.await.unwrap();
+    assert_eq!(cluster.owner(&id).as_deref().unwrap_or("b"), "b");
+    bob.wait(|g| scores(g) == [3, 7]).await;
+    assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
+    // Ann's session was closed with "going away"; she comes back through b.
+    let closed = std::iter::from_fn(|| ann.rx.try_recv().ok())
+        .any(|o| matches!(o, Outbound::Close(crate::node::CloseWhy::GoingAway)));
+    assert!(closed, "ann's session was not closed");
+    bob.read(Duration::from_secs(1)).await;
+    assert_eq!(scores(&bob.drawn), [3, 7]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_scores_save_is_saved_whole_and_nothing_shown_is_lost() {
+    use crate::game::Game;
+    let stored = |c: &LocalCluster, id: &str| -> Game {
+        serde_json::from_str(&c.stored(id).unwrap()).unwrap()
+    };
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    let mut presses = 0;
+    // Scores-only saves are patched into the stored game.
+    let patched = cluster.patched();
+    ann.send(ClientMsg::ScorePoint);
+    presses += 1;
+    bob.wait(|g| scores(g) == [1, 0]).await;
+    assert!(cluster.patched() > patched, "no scores-only save");
+    assert_eq!(stored(&cluster, &id), a.game(&id).await.unwrap());
+    // Behind the owner's back, Redis loses the game, then holds another version of it
+    // (as after a failover that lost writes): the next scores-only save finds it stale and
+    // the owner saves the whole game; the press is shown once that commits, never lost.
+    let mut other = stored(&cluster, &id);
+    other.version -= 1;
+    other.robots[0].name = "zed".into();
+    other.robots[1].previous_wins = 9;
+    let other = other.stored_json();
+    for tampered in [None, Some(other)] {
+        cluster.put_stored(&id, tampered);
+        ann.send(ClientMsg::ScorePoint);
+        bob.send(ClientMsg::ScorePoint);
+        presses += 2;
+        let want = [presses / 2 + 1, presses / 2];
+        for p in [&mut ann, &mut bob] {
+            p.wait(|g| scores(g) == want).await;
+        }
+        assert_eq!(stored(&cluster, &id), a.game(&id).await.unwrap());
+    }
+    // And scores-only saves carry on from the whole one.
+    let patched = cluster.patched();
+    bob.send(ClientMsg::ScorePoint);
+    presses += 1;
+    ann.wait(|g| scores(g) == [3, 3]).await;
+    assert!(cluster.patched() > patched);
+    let game = stored(&cluster, &id);
+    assert_eq!(game, a.game(&id).await.unwrap());
+    assert_eq!(
+        (game.robots[0].name.as_str(), game.robots[1].previous_wins),
+        ("ann", 0)
+    );
+    same_versions(&[&ann, &bob]);
+    // Every press was shown (and timed) by the owner exactly once.
+    let (_, _, count) = a.metrics().press_to_broadcast.snapshot();
+    assert_eq!(count, presses);
+    assert_eq!((owned(&a), owned(&b)), (1, 0));
+}
