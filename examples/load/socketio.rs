@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{GameMsg, Incoming};
+use crate::frames::{GameMsg, Incoming};
 
 /// The WebSocket path (after the server's base URL).
 pub const WS_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
