@@ -29,6 +29,7 @@ use redis::{
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::conn::io_error;
 use super::scripts::slot;
 use super::REDIS_TIMEOUT;
 
@@ -81,7 +82,7 @@ impl ClusterNodes {
         let connecting = self.client.get_async_connection();
         tokio::time::timeout(REDIS_TIMEOUT * 2, connecting)
             .await
-            .map_err(|_| super::supervisor::io_error("timed out joining the cluster".into()))?
+            .map_err(|_| io_error("timed out joining the cluster".into()))?
     }
 
     /// A RESP3 connection to the node at `host:port`, its pushes sent to `pushes` with its
@@ -94,7 +95,7 @@ impl ClusterNodes {
         let (host, port) = addr
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| super::supervisor::io_error(format!("bad node address {addr}")))?;
+            .ok_or_else(|| io_error(format!("bad node address {addr}")))?;
         let node_addr = match self.template.addr() {
             ConnectionAddr::TcpTls {
                 insecure,
@@ -168,9 +169,7 @@ impl Shards {
     pub(super) async fn refresh(&mut self, conn: &mut ClusterConnection) -> RedisResult<()> {
         let map: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
         let Value::Array(ranges) = map else {
-            return Err(super::supervisor::io_error(
-                "unexpected CLUSTER SLOTS answer".into(),
-            ));
+            return Err(io_error("unexpected CLUSTER SLOTS answer".into()));
         };
         self.slots = ranges.iter().filter_map(parse_range).collect();
         Ok(())
@@ -193,7 +192,7 @@ impl Shards {
         let mut addr = self
             .nodes_of(channel)
             .and_then(|n| n.first().cloned())
-            .ok_or_else(|| super::supervisor::io_error(format!("no node serves {channel}")))?;
+            .ok_or_else(|| io_error(format!("no node serves {channel}")))?;
         let mut tries = 0;
         loop {
             tries += 1;

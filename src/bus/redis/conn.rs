@@ -100,6 +100,12 @@ pub fn redis_client(
     Ok((client, addr))
 }
 
+/// A failure found on this side (a timeout, a bad address, no node for a channel) as a Redis
+/// error of the I/O kind, the kind a broken connection gives.
+pub(super) fn io_error(what: String) -> redis::RedisError {
+    std::io::Error::other(what).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 
 use super::cluster::{self, ClusterNodes, Heard, Shards};
+use super::conn::io_error;
 use super::scripts::{GAME_PATTERN, SECRET_KEY};
 use super::{lock, sentinel, Conn, Inner, Subscribe, Target, REDIS_TIMEOUT, RETRY};
 use crate::bus::{heartbeat_ttl, BusEvents};
@@ -48,10 +49,6 @@ enum PubSub {
         /// This server's inbox must be subscribed again (its slot moved).
         inbox_lost: bool,
     },
-}
-
-pub(super) fn io_error(what: String) -> redis::RedisError {
-    std::io::Error::other(what).into()
 }
 
 impl Inner {
