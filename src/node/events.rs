@@ -5,9 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::registry::deliver;
 use super::wire::{InboxMsg, Published, PublishedKind};
-use super::{GameHandle, GameMsg, Shared};
+use super::{deliver, GameHandle, GameMsg, Shared};
 use crate::bus::BusEvents;
 
 /// The bus's events, routed to game tasks.

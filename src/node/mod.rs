@@ -216,6 +216,17 @@ pub struct GameHandle {
     info: Arc<GameInfo>,
 }
 
+/// Delivers to a game's task without waiting; a full queue gets it a moment later rather than
+/// never.
+fn deliver(handle: &GameHandle, msg: GameMsg) {
+    if let Err(mpsc::error::TrySendError::Full(msg)) = handle.tx.try_send(msg) {
+        let tx = handle.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(msg).await;
+        });
+    }
+}
+
 /// What the registry reads about a game without asking its task.
 #[derive(Debug, Default)]
 pub struct GameInfo {

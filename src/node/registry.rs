@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::game_task::{GameTask, Start};
 use super::sessions::SessionId;
-use super::{GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
+use super::{deliver, GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
 use super::{GAME_ID_ALPHABET, GAME_QUEUE};
 use crate::bus::Bus;
 use crate::game::{Game, GameConfig, PlayerName, State};
@@ -86,16 +86,6 @@ impl Shared {
             .get()
             .cloned()
             .unwrap_or_else(tokio::runtime::Handle::current)
-    }
-}
-
-/// Delivers without waiting; a full queue gets it a moment later rather than never.
-pub(super) fn deliver(handle: &GameHandle, msg: GameMsg) {
-    if let Err(mpsc::error::TrySendError::Full(msg)) = handle.tx.try_send(msg) {
-        let tx = handle.tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(msg).await;
-        });
     }
 }
 
