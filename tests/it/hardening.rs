@@ -1,5 +1,5 @@
-//! What an attacker tried (issue 12): forged cross-site forms, tokens in access logs, and
-//! HTTP methods: each refused or answered as PROTOCOL.md says.
+//! What an attacker may try: forged cross-site forms, tokens in access logs, and HTTP methods:
+//! each refused or answered as PROTOCOL.md says.
 
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
-//! The pages a new player meets (issue 12, polish), over plain HTTP: the live `/_stats` page
-//! and its JSON, the join page (who is in, a game that cannot be joined), the lobby's notice
-//! after an idle game. What they look like in a real browser: `browser::polish`.
+//! The pages a new player meets, over plain HTTP: the live `/_stats` page and its JSON, the join
+//! page (who is in, a game that cannot be joined), the lobby's notice after an idle game. What
+//! they look like in a real browser: `browser::polish`.
 
 use serde_json::Value;
 

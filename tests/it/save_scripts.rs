@@ -1,7 +1,7 @@
 //! The save scripts on a real `redis-server`: a scores-only save (`SAVE_SCORES`) patches the
 //! stored game in place, whatever players named their robots, and leaves it whole (any server
 //! resumes from it); a stale base or another owner changes nothing. And what a press costs
-//! Redis with real servers (issue 9: at most 1 KB in).
+//! Redis with real servers (at most 1 KB in).
 
 use std::time::Duration;
 
