@@ -126,6 +126,17 @@ pub struct Config {
     #[arg(long, env = "SAME_THREAD")]
     pub same_thread: bool,
 
+    /// Frames a second one WebSocket may send, of any kind (presses, other commands, pings,
+    /// bad frames alike), with bursts of twice as many; past it frames are dropped, and a
+    /// connection over it for 5 s is closed with 1008.
+    #[arg(long, env = "WS_FRAME_RATE", default_value_t = 40)]
+    pub ws_frame_rate: u32,
+
+    /// Seconds a WebSocket may stay silent (not even answering pings) before it is closed as
+    /// gone; pings go out every third of it.
+    #[arg(long, env = "WS_TIMEOUT_SECS", default_value_t = 30)]
+    pub ws_timeout_secs: u64,
+
     /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
     /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
     #[arg(long, env = "TRUST_PROXY")]
@@ -215,6 +226,11 @@ impl Config {
 
     pub fn away_remove(&self) -> Duration {
         Duration::from_millis(self.away_remove_ms.clamp(100, 3_600_000))
+    }
+
+    /// How long a WebSocket may be silent before it is closed (at least 3 s).
+    pub fn ws_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_timeout_secs.clamp(3, 3600))
     }
 
     pub fn owner_lease(&self) -> Duration {

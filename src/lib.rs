@@ -19,9 +19,9 @@
 //! the registry, which hands them to the game's task here. Imports go one way: web → node →
 //! bus; the bus never imports the game layer.
 //!
-//! The design card's "hub actor that keeps per-game state" is the registry plus one actor per
-//! game: the same model, made parallel. Game and bus tasks run on a multi-thread tokio runtime;
-//! HTTP and WebSocket I/O on actix-web's workers.
+//! The per-game state lives in one task per game (the actorless hub of actix-ws's examples,
+//! one hub per game so games run in parallel). Game and bus tasks run on a multi-thread tokio
+//! runtime; HTTP and WebSocket I/O (actix-ws) on actix-web's workers.
 
 pub mod bus;
 pub mod config;
@@ -113,6 +113,8 @@ impl Application {
             trust_proxy: config.trust_proxy,
             idle_timeout: config.idle_timeout(),
             create_quota: web::quota::CreateQuota::new(config.create_limit),
+            ws_frame_rate: config.ws_frame_rate,
+            ws_timeout: config.ws_timeout(),
         });
         let workers = if config.same_thread {
             1
@@ -121,8 +123,8 @@ impl Application {
         };
         let listener = listener(listen)?;
         let addr = listener.local_addr()?;
-        // actix-web's `HttpServer`, plus an upgrade service: WebSocket upgrades are handed
-        // over with their socket (see `web::upgrade_service`), not kept in an HTTP dispatcher.
+        // actix-web's `HttpServer`, assembled from its parts to see each accepted socket
+        // (`web::ConnSocket`: a WebSocket whose client stopped reading is cut through it).
         let server = Server::build()
             .workers(workers)
             .shutdown_timeout(3)
@@ -153,8 +155,7 @@ impl Application {
                     // ACK (Nagle's algorithm with delayed ACKs held them ~40 ms).
                     .tcp_nodelay(true)
                     .local_addr(addr)
-                    .on_connect_ext(web::limit_send_buffer)
-                    .upgrade(web::upgrade_service(state.clone()))
+                    .on_connect_ext(web::ConnSocket::on_connect)
                     .finish(map_config(app, move |_| AppConfig::default()))
                     .tcp()
             })?;

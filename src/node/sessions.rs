@@ -39,12 +39,13 @@ pub enum CloseWhy {
 /// Sockets one robot may have open on one server (tabs); another closes the oldest.
 pub const MAX_SOCKETS_PER_ROBOT: usize = 4;
 
-/// Where a session's frames go, without waiting: the WebSocket itself (the web layer
-/// implements this for its sessions, so a frame reaches the socket with no task in between),
-/// or a channel. Dropping it tells the session the game let go of it.
+/// Where a session's frames go, without waiting: the WebSocket's queue (the web layer
+/// implements this on actix-ws's `Session`), or a channel in tests. Dropping it tells the
+/// session the game let go of it.
 pub trait FrameSink: Send + 'static {
     fn try_frame(&mut self, frame: ByteString) -> Result<(), SinkError>;
-    /// Whether a sink that refused frames (full) has room again: half its queue free.
+    /// Whether a sink that refused frames (full) may be offered the newest full state again
+    /// (`true` when the sink cannot tell: the offer then finds out).
     fn has_room(&self) -> bool;
     /// Asks the session to close its socket, after the frames already taken.
     fn close(&mut self, why: CloseWhy);

@@ -8,20 +8,24 @@
 //! | --- | --- |
 //! | [`pages`] | lobby, join and race pages (askama templates in `templates/`), the player cookie |
 //! | [`api`] | the JSON API for bots, tests and load tools |
-//! | [`ws`] | the WebSocket upgrade, and one task per connected player |
-//! | [`wsconn`] | a WebSocket connection on the raw socket: frames written straight in, small buffers |
+//! | [`ws`] | the WebSocket upgrade (actix-ws) and who may open a socket |
+//! | [`session`] | one task per WebSocket: reads the browser's frames, heartbeat, close |
+//! | [`socket`] | the game task's writing end of a WebSocket, and the TCP socket under it |
+//! | [`limits`] | what a WebSocket may send: a frame budget, a human rate of presses |
 //! | [`ops`] | `/health`, `/metrics`, `/_stats` (a live page for browsers, else JSON) |
 //! | [`proxy`] | who the client is behind nginx/Heroku, and which origins may connect |
 
 mod api;
+mod limits;
 mod ops;
 mod pages;
 pub mod proxy;
 pub mod quota;
+mod session;
+mod socket;
 mod ws;
-mod wsconn;
 
-pub use ws::upgrade_service;
+pub use socket::ConnSocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +43,6 @@ pub const MAX_BODY: usize = 4 * 1024;
 /// How long HTTP keeps a connection with no request open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
-/// Kernel send buffer per connection. Frames are small; a large buffer only hides a client
-/// that stopped reading (on loopback Linux lets it grow to 4 MiB: thousands of stale frames
-/// before the game notices and drops the client).
-const SEND_BUFFER: usize = 64 * 1024;
-
-/// Caps an accepted connection's send buffer (see [`SEND_BUFFER`]).
-pub fn limit_send_buffer(tcp: &actix_web::rt::net::TcpStream, _: &mut actix_web::dev::Extensions) {
-    let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER);
-}
-
 /// What every handler shares.
 pub struct AppState {
     pub node: Node,
@@ -61,6 +55,10 @@ pub struct AppState {
     pub idle_timeout: Duration,
     /// Games a client address may create per minute.
     pub create_quota: quota::CreateQuota,
+    /// Frames a second one WebSocket may send (bursts of twice as many).
+    pub ws_frame_rate: u32,
+    /// Silence after which a WebSocket is closed as gone.
+    pub ws_timeout: Duration,
 }
 
 /// A route whose other methods get `405 Method Not Allowed` with `Allow: <allow>`.

@@ -13,3 +13,4 @@ mod party;
 mod save_scripts;
 mod single;
 mod topology;
+mod websocket;
