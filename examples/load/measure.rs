@@ -80,19 +80,24 @@ impl Percentiles {
     }
 }
 
-/// Redis counters from `INFO stats` and `INFO commandstats`.
+/// Redis counters from `INFO stats` and `INFO commandstats`, and the redis-server process's
+/// CPU time (utime + stime from `/proc/<pid>/stat`, the pid from `INFO server`).
 pub struct RedisInfo {
     pub commands: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub calls: BTreeMap<String, u64>,
+    /// Per command: (calls, microseconds spent in it).
+    pub calls: BTreeMap<String, (u64, u64)>,
+    pub cpu_s: f64,
 }
 
 pub struct RedisDelta {
     pub commands: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub calls: BTreeMap<String, u64>,
+    pub calls: BTreeMap<String, (u64, u64)>,
+    /// CPU seconds redis-server used over the window (every thread of it).
+    pub cpu_s: f64,
 }
 
 impl RedisDelta {
@@ -100,24 +105,27 @@ impl RedisDelta {
         let calls = after
             .calls
             .iter()
-            .map(|(k, v)| {
+            .map(|(k, (calls, usec))| {
+                let (c0, u0) = before.calls.get(k).copied().unwrap_or((0, 0));
                 (
                     k.clone(),
-                    v.saturating_sub(*before.calls.get(k).unwrap_or(&0)),
+                    (calls.saturating_sub(c0), usec.saturating_sub(u0)),
                 )
             })
-            .filter(|(_, v)| *v > 0)
+            .filter(|(_, (calls, _))| *calls > 0)
             .collect();
         RedisDelta {
             commands: after.commands.saturating_sub(before.commands),
             bytes_in: after.bytes_in.saturating_sub(before.bytes_in),
             bytes_out: after.bytes_out.saturating_sub(before.bytes_out),
             calls,
+            cpu_s: (after.cpu_s - before.cpu_s).max(0.0),
         }
     }
 
+    /// The most called commands: name, calls.
     pub fn top(&self, n: usize) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = self.calls.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut v: Vec<(String, u64)> = self.calls.iter().map(|(k, v)| (k.clone(), v.0)).collect();
         v.sort_by_key(|c| std::cmp::Reverse(c.1));
         v.truncate(n);
         v
@@ -138,9 +146,12 @@ pub fn redis_info(port: u16) -> Result<RedisInfo, String> {
         .arg("commandstats")
         .query(&mut con)
         .map_err(|e| e.to_string())?;
-    let field = |name: &str| {
-        stats
-            .lines()
+    let server: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut con)
+        .map_err(|e| e.to_string())?;
+    let field = |text: &str, name: &str| {
+        text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
@@ -150,19 +161,22 @@ pub fn redis_info(port: u16) -> Result<RedisInfo, String> {
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
+            let value = |key: &str| -> Option<u64> {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key))?
+                    .parse()
+                    .ok()
+            };
+            Some((name.to_owned(), (value("calls=")?, value("usec=")?)))
         })
         .collect();
+    let pid = field(&server, "process_id");
     Ok(RedisInfo {
-        commands: field("total_commands_processed"),
-        bytes_in: field("total_net_input_bytes"),
-        bytes_out: field("total_net_output_bytes"),
+        commands: field(&stats, "total_commands_processed"),
+        bytes_in: field(&stats, "total_net_input_bytes"),
+        bytes_out: field(&stats, "total_net_output_bytes"),
         calls,
+        cpu_s: u32::try_from(pid).map_or(0.0, cpu_secs),
     })
 }
 

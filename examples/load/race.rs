@@ -242,6 +242,23 @@ pub fn run_race(args: &Args) {
             r.bytes_out as f64 / presses,
             top.join(", ")
         );
+        let usec: Vec<String> = r
+            .top(6)
+            .iter()
+            .map(|(c, _)| format!("{c} {:.1}", r.calls[c].1 as f64 / presses))
+            .collect();
+        println!(
+            "redis CPU          {:.2} s over the window: {:.1} µs per press (in commands, µs per press: {})",
+            r.cpu_s,
+            r.cpu_s * 1e6 / presses,
+            usec.join(", ")
+        );
+        if !args.pid.is_empty() {
+            println!(
+                "servers + redis    {:.2} ms CPU per 1000 press deliveries",
+                (cpu_total + r.cpu_s) * 1e6 / t.window_press_deliveries.max(1) as f64
+            );
+        }
     }
     let client_pct = (self_after - self_before) * 100.0 / window;
     println!(
@@ -266,6 +283,28 @@ pub fn run_race(args: &Args) {
         );
     }
 
+    let redis_json = redis.as_ref().map(|r| {
+        let presses = t.sent.max(1) as f64;
+        let calls: BTreeMap<&str, u64> = r.calls.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
+        let usec: BTreeMap<&str, u64> = r.calls.iter().map(|(k, v)| (k.as_str(), v.1)).collect();
+        json!({
+            "commands_per_press": round(r.commands as f64 / presses, 3),
+            "bytes_in_per_press": round(r.bytes_in as f64 / presses, 1),
+            "bytes_out_per_press": round(r.bytes_out as f64 / presses, 1),
+            "commands": r.commands,
+            "calls": calls,
+            "usec": usec,
+            "cpu_s": round(r.cpu_s, 3),
+            "cpu_us_per_press": round(r.cpu_s * 1e6 / presses, 2),
+        })
+    });
+    // Servers and the Redis they share, per 1000 press deliveries: what the system spends.
+    let total_per_1000 = redis.as_ref().filter(|_| !args.pid.is_empty()).map(|r| {
+        round(
+            (cpu_total + r.cpu_s) * 1e6 / t.window_press_deliveries.max(1) as f64,
+            3,
+        )
+    });
     let result = json!({
         "mode": "race",
         "protocol": args.protocol.name(),
@@ -299,16 +338,8 @@ pub fn run_race(args: &Args) {
         "server_preemptions_per_press": (!args.pid.is_empty()).then(|| round(preemptions_per_press, 3)),
         "rss_kib_before": rss_before.iter().sum::<u64>(),
         "rss_kib_connected": rss_connected.iter().sum::<u64>(),
-        "redis": redis.as_ref().map(|r| {
-            let presses = t.sent.max(1) as f64;
-            json!({
-                "commands_per_press": round(r.commands as f64 / presses, 3),
-                "bytes_in_per_press": round(r.bytes_in as f64 / presses, 1),
-                "bytes_out_per_press": round(r.bytes_out as f64 / presses, 1),
-                "commands": r.commands,
-                "calls": r.calls,
-            })
-        }),
+        "redis": redis_json,
+        "total_cpu_ms_per_1000_press_deliveries": total_per_1000,
         "client_cpu_pct": round(client_pct, 1),
         "spread": args.spread,
         "pubsub_game_messages_per_server": heard,
