@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    heartbeat_ttl, patch_scores, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Renewal,
-    Save, SaveOutcome, SaveResult, Stored,
+    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Renewal, Save,
+    SaveOutcome, SaveResult,
 };
 
 /// One process's bus: alone, or a member of a [`LocalCluster`].
@@ -92,8 +92,6 @@ struct Store {
     /// Who hears what is published: each server's events.
     members: HashMap<String, Arc<dyn BusEvents>>,
     created: u64,
-    /// Scores-only saves patched in.
-    patched: u64,
 }
 
 impl Store {
@@ -198,11 +196,6 @@ impl LocalCluster {
         };
     }
 
-    /// How many scores-only saves were patched in (for assertions).
-    pub fn patched(&self) -> u64 {
-        self.lock().patched
-    }
-
     /// The live owner of a game (for assertions).
     pub fn owner(&self, game_id: &str) -> Option<String> {
         self.lock()
@@ -270,31 +263,14 @@ impl Bus for LocalBus {
         let now = Instant::now();
         let result = match store.owner(game_id, now) {
             Some(o) if o == self.node_id => {
-                let stored = match save.stored {
-                    Stored::Full(json) => Some(json),
-                    Stored::Scores { base } => {
-                        let patched = store.states.get(game_id);
-                        let patched = patched.and_then(|j| patch_scores(j, base, &save.publish));
-                        store.patched += u64::from(patched.is_some());
-                        patched
-                    }
-                };
-                match stored {
-                    // Nothing written, as the script.
-                    None => SaveResult::Stale,
-                    Some(stored) => {
-                        let lease = (self.node_id.clone(), now + self.lease);
-                        store.owners.insert(game_id.to_owned(), lease);
-                        store.states.insert(game_id.to_owned(), stored);
-                        self.writes.fetch_add(1, Ordering::Relaxed);
-                        let listeners = store.listeners(&self.node_id);
-                        drop(store);
-                        for l in listeners {
-                            l.relayed(game_id, save.publish.as_bytes());
-                        }
-                        SaveResult::Saved { sent_at: now }
-                    }
+                store.states.insert(game_id.to_owned(), save.stored);
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                let listeners = store.listeners(&self.node_id);
+                drop(store);
+                for l in listeners {
+                    l.relayed(game_id, save.publish.as_bytes());
                 }
+                SaveResult::Saved
             }
             Some(_) => SaveResult::Fenced,
             None => SaveResult::Unowned,

@@ -43,44 +43,11 @@ pub enum BusStatus {
 pub struct Save {
     /// The game's version (reported back with the result).
     pub version: u64,
-    /// What `game_state:<id>` becomes.
-    pub stored: Stored,
+    /// What `game_state:<id>` becomes: the whole game's JSON, as the owner holds it. Redis
+    /// only checks the fence and stores it: no work on the text there.
+    pub stored: String,
     /// The message published on `game:<id>`.
     pub publish: String,
-}
-
-/// What a [`Save`] stores in `game_state:<id>`, which always holds the whole game's JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    /// The whole game's JSON.
-    Full(String),
-    /// Only the robots' scores, `version` and `applied` changed since version `base` (the
-    /// last save this owner sent): they are patched into the stored JSON from the published
-    /// `scores` message, so the game itself does not cross the wire. Answered
-    /// [`SaveResult::Stale`] when the stored game is not at `base`.
-    Scores { base: u64 },
-}
-
-/// What a [`Stored::Scores`] save makes of the stored JSON (`None`: stale, save the whole
-/// game), by parsing it: what the Redis script `SAVE_SCORES` does on the text.
-pub fn patch_scores(stored: &str, base: u64, scores_message: &str) -> Option<String> {
-    use serde_json::Value;
-    let mut game: Value = serde_json::from_str(stored).ok()?;
-    let msg: Value = serde_json::from_str(scores_message).ok()?;
-    if game["version"].as_u64() != Some(base) {
-        return None;
-    }
-    let scores = msg["scores"].as_array()?;
-    let robots = game["robots"].as_array_mut()?;
-    if robots.len() != scores.len() {
-        return None;
-    }
-    for (robot, score) in robots.iter_mut().zip(scores) {
-        robot["score"] = score.clone();
-    }
-    game["version"] = msg["version"].clone();
-    game["applied"] = msg["applied"].clone();
-    Some(game.to_string())
 }
 
 /// What [`Bus::save`] did at once.
@@ -95,17 +62,14 @@ pub enum SaveOutcome {
 /// The result of a save, reported through [`BusEvents::saved`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveResult {
-    /// Stored and published. The lease was renewed by a request sent at `sent_at`.
-    Saved { sent_at: Instant },
+    /// Stored and published (the lease is renewed apart from saves, in batches).
+    Saved,
     /// Refused: another server owns the game now.
     Fenced,
     /// Refused: nobody owns the game (its lease lapsed, or Redis came back empty).
     Unowned,
     /// Redis could not be asked; the save may or may not have happened.
     Failed,
-    /// A [`Stored::Scores`] save found the stored game not at its `base`: nothing was saved
-    /// or published. Save the whole game.
-    Stale,
 }
 
 /// The answer to [`Bus::claim`].

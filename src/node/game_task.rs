@@ -132,11 +132,11 @@ pub struct GameTask {
     /// When the command being routed reached this server (a local player's).
     arrival: Option<Instant>,
     in_flight: Option<InFlight>,
-    /// The version of the last save sent since this server became owner: a scores-only save
-    /// patches Redis's copy from there (`None`: none yet, the next save is whole).
+    /// The version of the last save sent since this server became owner: the `base` of the
+    /// next `scores` message, which other servers holding that version apply as it is.
     last_sent: Option<u64>,
-    /// Redis may not hold the last save sent plus scores (a patch found another version, or a
-    /// change was shown unsaved): the next save is whole.
+    /// A change was shown unsaved: the next `scores` message names no base, so other servers
+    /// read the whole game.
     save_whole: bool,
     /// The newest version shown to local players.
     shown: u64,

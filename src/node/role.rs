@@ -145,16 +145,12 @@ pub fn on_claim(role: &Role, claim: &Claim, sent_at: Instant, ctx: Ctx) -> Next 
 }
 
 /// A save came back.
-pub fn on_saved(role: &Role, result: SaveResult, ctx: Ctx) -> Next {
-    let Role::Owner(o) = role else {
+pub fn on_saved(role: &Role, result: SaveResult) -> Next {
+    let Role::Owner(_) = role else {
         return (role.clone(), vec![]);
     };
     match result {
-        SaveResult::Saved { sent_at } => {
-            let lease_until = o.lease_until.max(ctx.lease_from(sent_at));
-            let owner = Owner { lease_until, ..*o };
-            (Role::Owner(owner), vec![Action::ShowCommitted])
-        }
+        SaveResult::Saved => (role.clone(), vec![Action::ShowCommitted]),
         SaveResult::Fenced => (
             Role::Resolving { claiming: true },
             vec![Action::StepDown, Action::Claim { fallback: false }],
@@ -167,9 +163,6 @@ pub fn on_saved(role: &Role, result: SaveResult, ctx: Ctx) -> Next {
         ),
         // Redis could not be asked: run alone; saved again when Redis is back.
         SaveResult::Failed => (role.clone(), vec![Action::ShowUncommitted]),
-        // Nothing saved (a patch found another version): still ours; the game task saves the
-        // whole game and shows it once that commits.
-        SaveResult::Stale => (role.clone(), vec![]),
     }
 }
 

@@ -100,93 +100,20 @@ pub fn slot(key: &str) -> u16 {
     crc % 16384
 }
 
-/// Save and publish while this node owns the game. 1 done, 0 another owns it, 2 nobody does.
+/// Store the game's JSON and publish the change, while this node owns the game: 1 done, 0
+/// another owns it, 2 nobody does. The owner sends the whole JSON it holds, so Redis does no
+/// work on the text (Lua string work on a 2 KB document was most of a press's Redis CPU); the
+/// lease is renewed apart, in batches.
+/// KEYS: owner, state. ARGV: node, state JSON, channel, message, TTL s.
 const SAVE: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o ~= ARGV[1] then
   if o then return 0 end
   return 2
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[6])
-redis.call('@PUBLISH', ARGV[4], ARGV[5])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+redis.call('@PUBLISH', ARGV[3], ARGV[4])
 return 1";
-
-/// A scores-only save (`Stored::Scores`): patches the robots' scores, `version` and `applied`
-/// into the stored JSON from the `scores` message it publishes, so the game does not cross
-/// the wire. Fenced as SAVE (0, 2); 3 (stale: nothing written) when the stored game is
-/// missing, not at version ARGV[3], or not patchable; 1 done.
-/// KEYS: owner, state. ARGV: node, lease ms, base version, channel, message, TTL s.
-///
-/// Plain string patching, safe because both JSON texts are serde's from our own structs
-/// (`Game` plus its leaderboard, see `game::view`; the message from `node::wire`):
-/// - inside a JSON string every `"` is written `\"`, so the `"` after `score` in `"score":`
-///   ends a string, and a string followed by `:` is an object key. Every key is a struct
-///   field name (no maps), and `score`, `version`, `applied` are whole names (`winning_score`
-///   has `_` before `score`). So these patterns only ever match those keys, whatever players
-///   name their robots (or an operator names a node: the message's `origin`).
-/// - `score` is a key of the robots only, in lane order (the leaderboard's entries have
-///   `robot_id`, `name`, `wins`); `version` and `applied` are top-level keys only.
-/// - `applied` is an array of `[origin, number]`; origins hold a node id, which may contain
-///   brackets, so its end is found by skipping strings, not with `%b[]`.
-///
-/// Replacements are functions, so nothing in them is read as a `%` pattern. No cjson: it
-/// turns `[]` into `{}`, and decoding and encoding the game costs far more than this.
-const SAVE_SCORES: &str = r#"
-local o = redis.call('GET', KEYS[1])
-if o ~= ARGV[1] then
-  if o then return 0 end
-  return 2
-end
--- The JSON array of key `key` in s, exactly once: its start, end and text.
-local function array(s, key)
-  local _, k = string.find(s, key, 1, true)
-  if not k or string.find(s, key, k + 1, true) or string.sub(s, k + 1, k + 1) ~= '[' then
-    return nil
-  end
-  local depth, i = 0, k + 1
-  while true do
-    local j, _, c = string.find(s, '([%[%]"])', i)
-    if not j then return nil end
-    i = j + 1
-    if c == '"' then
-      while true do
-        local q = string.find(s, '[\\"]', i)
-        if not q then return nil end
-        if string.sub(s, q, q) == '"' then i = q + 1 break end
-        i = q + 2
-      end
-    elseif c == '[' then
-      depth = depth + 1
-    else
-      depth = depth - 1
-      if depth == 0 then return k + 1, j, string.sub(s, k + 1, j) end
-    end
-  end
-end
-local state = redis.call('GET', KEYS[2])
-if not state or string.match(state, '"version":(%d+)') ~= ARGV[3] then return 3 end
-local msg = ARGV[5]
-local version = string.match(msg, '"version":(%d+)')
-local list = string.match(msg, '"scores":(%b[])')
-local _, _, applied = array(msg, '"applied":')
-if not version or not list or not applied then return 3 end
-local scores = {}
-for n in string.gmatch(list, '%d+') do scores[#scores + 1] = n end
-local k = 0
-state = string.gsub(state, '"score":%d+', function()
-  k = k + 1
-  return '"score":' .. (scores[k] or '')
-end)
-if k ~= #scores then return 3 end
-state = string.gsub(state, '"version":%d+', function() return '"version":' .. version end, 1)
-local from, to = array(state, '"applied":')
-if not from then return 3 end
-state = string.sub(state, 1, from - 1) .. applied .. string.sub(state, to + 1)
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], state, 'EX', ARGV[6])
-redis.call('@PUBLISH', ARGV[4], msg)
-return 1"#;
 
 /// End a game: delete it and tell every server, unless another node owns it.
 const TERMINATE: &str = r"
@@ -229,7 +156,6 @@ return 0";
 /// promoted, is given it on the spot).
 pub struct Scripts {
     pub save: Script,
-    pub save_scores: Script,
     pub terminate: Script,
     pub renew: Script,
     pub claim: Script,
@@ -241,7 +167,6 @@ impl Scripts {
         let publish = |text: &str| Script::new(&text.replace("@PUBLISH", names.publish()));
         Scripts {
             save: publish(SAVE),
-            save_scores: publish(SAVE_SCORES),
             terminate: publish(TERMINATE),
             renew: Script::new(RENEW),
             claim: Script::new(CLAIM),
@@ -249,10 +174,9 @@ impl Scripts {
         }
     }
 
-    pub fn all(&self) -> [&Script; 6] {
+    pub fn all(&self) -> [&Script; 5] {
         [
             &self.save,
-            &self.save_scores,
             &self.terminate,
             &self.renew,
             &self.claim,

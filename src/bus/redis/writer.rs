@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, Inner};
-use crate::bus::{Save, SaveResult, Stored};
+use crate::bus::{Save, SaveResult};
 
 pub enum Write {
     Save(Save),
@@ -131,28 +130,16 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
         .map(|(id, write)| {
             let mut cmd = redis::cmd("EVALSHA");
             match write {
-                Write::Save(save) => {
-                    // A scores-only save sends its base version where a whole save sends the
-                    // game: the published message carries the change.
-                    let base_text;
-                    let (script, third) = match &save.stored {
-                        Stored::Full(json) => (&inner.scripts.save, json.as_str()),
-                        Stored::Scores { base } => {
-                            base_text = base.to_string();
-                            (&inner.scripts.save_scores, base_text.as_str())
-                        }
-                    };
-                    cmd.arg(script.get_hash())
-                        .arg(2)
-                        .arg(names.owner(id))
-                        .arg(names.state(id))
-                        .arg(node)
-                        .arg(inner.lease_ms())
-                        .arg(third)
-                        .arg(names.game_channel(id))
-                        .arg(&save.publish)
-                        .arg(STATE_TTL_SECS)
-                }
+                Write::Save(save) => cmd
+                    .arg(inner.scripts.save.get_hash())
+                    .arg(2)
+                    .arg(names.owner(id))
+                    .arg(names.state(id))
+                    .arg(node)
+                    .arg(&save.stored)
+                    .arg(names.game_channel(id))
+                    .arg(&save.publish)
+                    .arg(STATE_TTL_SECS),
                 Write::Terminate { publish } => cmd
                     .arg(inner.scripts.terminate.get_hash())
                     .arg(2)
@@ -171,7 +158,6 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
         cmds.push(incr);
     }
     inner.sent(cmds.len());
-    let sent_at = Instant::now();
     match conn.all::<i64>(cmds).await {
         Ok(mut answers) => {
             answers.truncate(batch.len());
@@ -181,9 +167,8 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
             answers
                 .into_iter()
                 .map(|a| match a {
-                    1 => SaveResult::Saved { sent_at },
+                    1 => SaveResult::Saved,
                     2 => SaveResult::Unowned,
-                    3 => SaveResult::Stale,
                     _ => SaveResult::Fenced,
                 })
                 .collect()

@@ -5,7 +5,7 @@ use bytestring::ByteString;
 use tokio::time::Instant;
 
 use super::GameTask;
-use crate::bus::{BusStatus, Save, SaveOutcome, SaveResult, Stored};
+use crate::bus::{BusStatus, Save, SaveOutcome, SaveResult};
 use crate::node::role::{self, Action, Role};
 use crate::node::wire::{scores_message, update_message};
 use crate::protocol::{scores_frame, update_frame};
@@ -69,25 +69,16 @@ impl GameTask {
             return;
         }
         let scores_only = !self.layout_changed && game.state == crate::game::State::Playing;
-        let (frame, publish, stored) = if scores_only {
+        // Redis stores the whole game as held here; other servers hear only what changed when
+        // that is the scores (`base`: the save they must hold to apply it).
+        let stored = game.stored_json();
+        let (frame, publish) = if scores_only {
             let frame = scores_frame(game.version, game.robots.iter().map(|r| r.score));
-            // Since the last save sent only scores, `version` and `applied` changed (anything
-            // else sets `layout_changed` or `save_whole`; the leaderboard changes only with a
-            // winner, when the game is finished): Redis patches them in from the message.
-            let stored = match self.last_sent.filter(|_| !self.save_whole) {
-                Some(base) => Stored::Scores { base },
-                None => Stored::Full(game.stored_json()),
-            };
-            let base = self.last_sent;
-            (
-                frame,
-                scores_message(&self.shared.node_id, game, base),
-                stored,
-            )
+            let base = self.last_sent.filter(|_| !self.save_whole);
+            (frame, scores_message(&self.shared.node_id, game, base))
         } else {
-            let json = game.stored_json();
-            let publish = update_message(&self.shared.node_id, &json);
-            (update_frame(game), publish, Stored::Full(json))
+            let publish = update_message(&self.shared.node_id, &stored);
+            (update_frame(game), publish)
         };
         // A session that fell behind catches up with a full view of what is committed.
         let full = match self.sessions.any_behind() {
@@ -104,13 +95,10 @@ impl GameTask {
         let version = game.version;
         let own_seq = game.applied.last(&self.origin.instance);
         self.dirty = false;
-        let whole = matches!(save.stored, Stored::Full(_));
         match self.shared.bus.save(&self.id, save) {
             SaveOutcome::Pending => {
                 self.last_sent = Some(version);
-                if whole {
-                    self.save_whole = false;
-                }
+                self.save_whole = false;
                 self.in_flight = Some(InFlight {
                     version,
                     presses: std::mem::take(&mut self.presses),
@@ -208,10 +196,8 @@ impl GameTask {
             // The final save of a stopping owner: nothing more to show; if it was refused
             // or failed there is nothing more to do either.
             match (result, in_flight.own_seq, &self.game) {
-                (SaveResult::Saved { .. }, Some(seq), Some(game)) => {
-                    self.origin.ack_upto(seq, game)
-                }
-                (SaveResult::Saved { .. }, _, _) => {}
+                (SaveResult::Saved, Some(seq), Some(game)) => self.origin.ack_upto(seq, game),
+                (SaveResult::Saved, _, _) => {}
                 // Another server has the game now: our players' last commands go there.
                 (SaveResult::Fenced | SaveResult::Unowned, _, _) => {
                     self.step_down();
@@ -222,15 +208,10 @@ impl GameTask {
                     self.claim(false);
                 }
                 (SaveResult::Failed, _, _) => self.dirty = false,
-                // Redis holds another version: commit the whole game instead.
-                (SaveResult::Stale, _, _) => {
-                    self.save_whole = true;
-                    self.dirty = true;
-                }
             }
             return;
         }
-        let (role, actions) = role::on_saved(&self.role, result, self.ctx());
+        let (role, actions) = role::on_saved(&self.role, result);
         self.set_role(role);
         if actions.contains(&Action::ShowCommitted) {
             self.show(
@@ -246,19 +227,6 @@ impl GameTask {
         }
         if result == SaveResult::Failed {
             self.dirty = true;
-        }
-        if result == SaveResult::Stale {
-            log::info!(
-                "game {}: Redis did not hold the last save sent; saving the whole game",
-                self.id
-            );
-            // Nothing was saved: the whole game is saved next (after this loop iteration), and
-            // what this save held is shown when that one commits, its presses timed then.
-            self.save_whole = true;
-            self.dirty = true;
-            let mut presses = in_flight.presses;
-            presses.append(&mut self.presses);
-            self.presses = presses;
         }
         self.act(&actions);
     }

@@ -49,10 +49,13 @@ fn the_lease_counts_from_when_the_renewal_was_sent_minus_a_margin() {
     let t0 = Instant::now();
     let c = ctx(t0 + Duration::from_millis(300));
     assert_eq!(c.lease_from(t0), t0 + Duration::from_millis(4500));
-    let role = owner(t0);
-    let (role, actions) = on_saved(&role, SaveResult::Saved { sent_at: t0 }, c);
-    assert_eq!(actions, [Action::ShowCommitted]);
+    let (role, actions) = on_renewed(&owner(t0), Renewal::Held, t0, c);
+    assert!(actions.is_empty());
     assert_eq!(role, owner(t0 + Duration::from_millis(4500)));
+    // A save does not renew the lease (renewals are batched apart): it only shows.
+    let (role, actions) = on_saved(&owner(t0), SaveResult::Saved);
+    assert_eq!(actions, [Action::ShowCommitted]);
+    assert_eq!(role, owner(t0));
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn with_redis_down_an_owner_runs_alone() {
         ..ctx(t0 + Duration::from_secs(60))
     };
     assert_eq!(route(&owner(t0), down).1, Route::Apply);
-    let (role, actions) = on_saved(&owner(t0), SaveResult::Failed, down);
+    let (role, actions) = on_saved(&owner(t0), SaveResult::Failed);
     assert_eq!((role, actions), (owner(t0), vec![Action::ShowUncommitted]));
     let confirming = Role::Owner(Owner {
         lease_until: t0,
@@ -76,24 +79,15 @@ fn with_redis_down_an_owner_runs_alone() {
 }
 
 #[test]
-fn a_stale_save_keeps_the_role_and_shows_nothing() {
-    // Nothing was saved or published: the game task saves the whole game next.
-    let t0 = Instant::now();
-    let later = ctx(t0 + Duration::from_secs(1));
-    let next = on_saved(&owner(t0), SaveResult::Stale, later);
-    assert_eq!(next, (owner(t0), vec![]));
-}
-
-#[test]
 fn a_fenced_or_unowned_save_steps_down_and_claims() {
     let t0 = Instant::now();
-    let (role, actions) = on_saved(&owner(t0), SaveResult::Fenced, ctx(t0));
+    let (role, actions) = on_saved(&owner(t0), SaveResult::Fenced);
     assert_eq!(role, Role::Resolving { claiming: true });
     assert_eq!(
         actions,
         [Action::StepDown, Action::Claim { fallback: false }]
     );
-    let (_, actions) = on_saved(&owner(t0), SaveResult::Unowned, ctx(t0));
+    let (_, actions) = on_saved(&owner(t0), SaveResult::Unowned);
     assert_eq!(
         actions,
         [Action::StepDown, Action::Claim { fallback: true }]
