@@ -17,7 +17,7 @@ pub use view::{GameView, LeaderboardEntry, RobotView};
 #[cfg(test)]
 use applied::MAX_ORIGINS;
 pub use applied::{Admit, Applied};
-pub use name::PlayerName;
+pub use name::{NameRule, PlayerName, MAX_COMBINING_MARKS, MAX_NAME_BYTES};
 
 /// Fewest robots that can race.
 pub const MIN_PLAYERS: usize = 2;
@@ -71,8 +71,8 @@ impl GameConfig {
 /// Why a rule refused a command. Each has a stable wire code (PROTOCOL.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
-    #[error("Name must be 1 to 10 characters, without invisible or control characters")]
-    InvalidName,
+    #[error("{0}")]
+    InvalidName(NameRule),
     #[error("Winning score must be 5-1000 and countdown 0-10")]
     InvalidConfig,
     #[error("This race has already started")]
@@ -92,7 +92,7 @@ pub enum RuleError {
 impl RuleError {
     pub fn code(self) -> &'static str {
         match self {
-            RuleError::InvalidName => "invalid_name",
+            RuleError::InvalidName(_) => "invalid_name",
             RuleError::InvalidConfig => "invalid_config",
             RuleError::GameInProgress => "game_in_progress",
             RuleError::GameFull => "game_full",

@@ -29,10 +29,29 @@ fn playing(players: usize, winning_score: u32) -> Game {
 
 #[test]
 fn names_count_as_people_count_and_refuse_hidden_characters() {
-    // Eight emoji (one with a skin tone, one a family joined by zero-width joiners) are 8.
-    assert!(PlayerName::parse("😀👍🏽👨‍👩‍👧🎉🚀🔥✨🤖").is_ok());
-    assert!(PlayerName::parse("😀😀😀😀😀😀😀😀😀😀😀").is_err());
+    // Four emoji (one with a skin tone, one a family joined by zero-width joiners) are 4, in
+    // 34 bytes; eight such are 8, but over 40 bytes.
+    assert!(PlayerName::parse("😀👍🏽👨‍👩‍👧🎉").is_ok());
+    assert_eq!(
+        PlayerName::parse("😀👍🏽👨‍👩‍👧🎉🚀🔥✨🤖"),
+        Err(RuleError::InvalidName(NameRule::TooManyBytes))
+    );
+    assert_eq!(
+        PlayerName::parse("😀😀😀😀😀😀😀😀😀😀😀"),
+        Err(RuleError::InvalidName(NameRule::TooLong))
+    );
     assert!(PlayerName::parse("é\u{301}é\u{301}é\u{301}é\u{301}é\u{301}").is_ok());
+    // Two marks on a letter (Vietnamese "ệ" spelt out) are fine; a stack of 60 is not.
+    assert!(PlayerName::parse("Nge\u{323}\u{302}").is_ok());
+    let zalgo = format!("a{}", "\u{301}".repeat(60));
+    assert_eq!(
+        PlayerName::parse(&zalgo),
+        Err(RuleError::InvalidName(NameRule::StackedMarks))
+    );
+    assert_eq!(
+        PlayerName::parse("a\u{301}\u{302}\u{303}"),
+        Err(RuleError::InvalidName(NameRule::StackedMarks))
+    );
     for bad in [
         "\u{202E}evil",
         "a\u{2066}b\u{2069}",
@@ -43,7 +62,7 @@ fn names_count_as_people_count_and_refuse_hidden_characters() {
     ] {
         assert_eq!(
             PlayerName::parse(bad),
-            Err(RuleError::InvalidName),
+            Err(RuleError::InvalidName(NameRule::Hidden)),
             "{bad:?}"
         );
     }
@@ -54,10 +73,17 @@ fn names_are_trimmed_and_bounded() {
     assert_eq!(name("  ann  ").as_str(), "ann");
     assert_eq!(name("ÅÅÅÅÅÅÅÅÅÅ").as_str().chars().count(), 10);
     assert_eq!(name("<b>x</b>").as_str(), "<b>x</b>");
-    for bad in ["", "   ", "elevenchars", "a\u{0}b", "a\nb", "tab\there"] {
+    for (bad, rule) in [
+        ("", NameRule::Empty),
+        ("   ", NameRule::Empty),
+        ("elevenchars", NameRule::TooLong),
+        ("a\u{0}b", NameRule::Hidden),
+        ("a\nb", NameRule::Hidden),
+        ("tab\there", NameRule::Hidden),
+    ] {
         assert_eq!(
             PlayerName::parse(bad),
-            Err(RuleError::InvalidName),
+            Err(RuleError::InvalidName(rule)),
             "{bad:?}"
         );
     }

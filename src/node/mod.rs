@@ -60,7 +60,7 @@ impl NodeError {
     pub fn from_code(code: &str) -> NodeError {
         match code {
             "not_found" => NodeError::NotFound,
-            "invalid_name" => RuleError::InvalidName.into(),
+            "invalid_name" => RuleError::InvalidName(crate::game::NameRule::Invalid).into(),
             "game_in_progress" => RuleError::GameInProgress.into(),
             "game_full" => RuleError::GameFull.into(),
             "permission_denied" => RuleError::PermissionDenied.into(),

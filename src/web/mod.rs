@@ -188,7 +188,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> ApiError {
         let status = match &e {
             NodeError::NotFound => StatusCode::NOT_FOUND,
-            NodeError::Rule(RuleError::InvalidName | RuleError::InvalidConfig) => {
+            NodeError::Rule(RuleError::InvalidName(_) | RuleError::InvalidConfig) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             NodeError::Rule(RuleError::GameInProgress | RuleError::GameFull) => {

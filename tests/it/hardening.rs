@@ -229,7 +229,8 @@ async fn game_creation_is_rate_limited_per_address() {
     assert_eq!(other.status(), 201);
 }
 
-/// Names: bidi overrides and zero-width characters refused; length counted in graphemes.
+/// Names: bidi overrides and zero-width characters refused; length counted in graphemes and
+/// bytes; no stacked marks; the refusal says which rule.
 #[actix_rt::test]
 async fn names_refuse_hidden_characters_and_count_graphemes() {
     let server = Server::start(&[]);
@@ -244,10 +245,27 @@ async fn names_refuse_hidden_characters_and_count_graphemes() {
             "{bad:?}"
         );
     }
-    // Ten emoji, one with a skin tone (two code points): ten as a person counts.
-    let ten = "😀👍🏽🎉🚀🔥✨🤖🎈🌟🍕";
+    // Ten as a person counts (an emoji with a skin tone is two code points), in 27 bytes.
+    let ten = "👍🏽🎉abcdef✨🤖";
     let game = api.create(ten, 5, 0).await;
     assert_eq!(api.game(&game.game_id).await["robots"][0]["name"], ten);
+    // Refused, each with the rule it broke: too many characters, too many bytes (ten emoji
+    // of four bytes and more), marks stacked on one letter.
+    for (bad, rule) in [
+        ("elevenchars", "1 to 10 characters"),
+        ("😀👍🏽🎉🚀🔥✨🤖🎈🌟🍕", "40 bytes"),
+        (&*format!("a{}", "\u{301}".repeat(60)), "accents or marks"),
+    ] {
+        let (status, body) = api
+            .post_json("/api/games", serde_json::json!({"name": bad}))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("invalid_name"))
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(rule), "{bad:?}: {message}");
+    }
 }
 
 /// One robot may have a few tabs open on a server; another closes its oldest with 1008.
