@@ -106,6 +106,22 @@ pub(super) fn io_error(what: String) -> redis::RedisError {
     std::io::Error::other(what).into()
 }
 
+/// A pub/sub call that gives up after [`super::REDIS_TIMEOUT`]: pub/sub connections have no response
+/// timeout of their own, and a cut one answers nothing, ever.
+pub(super) async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    tokio::time::timeout(super::REDIS_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io_error(format!(
+                "{what}: no answer within {:?}",
+                super::REDIS_TIMEOUT
+            )))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 mod calls;
 pub mod cluster;
 mod conn;
+mod heartbeat;
 mod scripts;
 pub mod sentinel;
 mod supervisor;

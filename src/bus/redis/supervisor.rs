@@ -15,10 +15,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 
 use super::cluster::{self, ClusterNodes, Heard, Shards};
-use super::conn::io_error;
+use super::conn::{bounded, io_error};
+use super::heartbeat::AbortOnDrop;
 use super::scripts::{GAME_PATTERN, SECRET_KEY};
 use super::{lock, sentinel, Conn, Inner, Subscribe, Target, REDIS_TIMEOUT, RETRY};
-use crate::bus::{heartbeat_ttl, BusEvents};
+use crate::bus::BusEvents;
 
 /// Channels named in one SUBSCRIBE or UNSUBSCRIBE.
 const SUBSCRIBE_BATCH: usize = 256;
@@ -186,7 +187,7 @@ impl Inner {
                     let channels: Vec<String> =
                         chunk.iter().map(|g| names.game_channel(g)).collect();
                     self.sent(1);
-                    sink.subscribe(channels).await?;
+                    bounded("SUBSCRIBE", sink.subscribe(channels)).await?;
                     for game_id in chunk {
                         games.insert(game_id.clone());
                         if let Some(events) = events {
@@ -198,7 +199,7 @@ impl Inner {
                     let channels: Vec<String> =
                         chunk.iter().map(|g| names.game_channel(g)).collect();
                     self.sent(1);
-                    sink.unsubscribe(channels).await?;
+                    bounded("UNSUBSCRIBE", sink.unsubscribe(channels)).await?;
                     for game_id in chunk {
                         games.remove(game_id);
                     }
@@ -256,19 +257,6 @@ impl Inner {
         Ok(complete)
     }
 
-    /// The heartbeat: this server is alive for the next TTL.
-    pub(super) async fn beat(&self, conn: &mut Conn) -> RedisResult<()> {
-        let ttl = heartbeat_ttl(self.config.lease);
-        self.sent(1);
-        redis::cmd("SET")
-            .arg(self.names.alive(self.node_id()))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(conn)
-            .await
-    }
-
     /// Connects, subscribes, relays and beats until the connection drops; then again.
     pub(super) async fn supervise(self: Arc<Self>) {
         let mut failures = 0u32;
@@ -276,7 +264,14 @@ impl Inner {
             if self.stopped.load(Ordering::Relaxed) {
                 return;
             }
-            match self.connect().await {
+            // Bounded as a whole: a cut connection answers nothing, ever.
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, self.connect());
+            let connected = connect.await.unwrap_or_else(|_| {
+                Err(io_error(format!(
+                    "no answer within {CONNECT_TIMEOUT:?} while connecting"
+                )))
+            });
+            match connected {
                 Ok(connected) => {
                     let addr = connected.addr.clone();
                     let previous = lock(&self.current).replace(addr.clone());
@@ -354,16 +349,17 @@ impl Inner {
         }
     }
 
-    /// Hands every subscribed message to the events, beats the heartbeat and follows the
-    /// per-game interest, until the connection ends (or a failed call asks for a new one).
-    async fn serve(&self, mut connected: Connected) {
+    /// Hands every subscribed message to the events and follows the per-game interest, until
+    /// the connection ends (or a failed call asks for a new one). The heartbeat beats on a
+    /// task of its own meanwhile: a slow Redis answering it never holds up a relayed update.
+    async fn serve(self: &Arc<Self>, mut connected: Connected) {
         let Some(events) = self.events.get().cloned() else {
             return;
         };
         let inbox = self.names.inbox(self.node_id());
         let per_game = self.per_game();
-        let mut heartbeat = tokio::time::interval(heartbeat_ttl(self.config.lease) / 4);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heart = tokio::spawn(self.clone().heartbeat(connected.conn.clone()));
+        let _stop_heart = AbortOnDrop(heart);
         // Cluster: subscriptions to try again (a slot moving), and the slot map check.
         let mut incomplete = false;
         let mut retry = tokio::time::interval(RETRY);
@@ -413,15 +409,6 @@ impl Inner {
                         }
                     }
                 }
-                _ = heartbeat.tick() => {
-                    if self.stopped.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if let Err(e) = self.beat(&mut connected.conn).await {
-                        self.failed("heartbeat", &e);
-                        return;
-                    }
-                }
                 () = self.interest_changed.notified(), if per_game => {
                     match self.follow_interest(&mut connected, Some(&events)).await {
                         Ok(done) => incomplete = !done,
@@ -436,6 +423,9 @@ impl Inner {
         }
     }
 }
+
+/// The longest a whole connect (resolve, connect, load scripts, subscribe) may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Inner {
     /// Shard channels no longer subscribed (their slot moved, or their node went away): they
