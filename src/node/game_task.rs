@@ -106,6 +106,9 @@ pub enum Start {
     Find,
 }
 
+/// Messages handled in one turn before the timers, the save and the rest get their turn.
+const MAX_PER_TURN: usize = 256;
+
 pub struct GameTask {
     id: String,
     shared: Arc<Shared>,
@@ -145,6 +148,12 @@ pub struct GameTask {
     layout_changed: bool,
     /// Created here and not yet committed (no version bump on the first claim).
     fresh: bool,
+    /// Created while Redis was unreachable, and never held by Redis since: it runs alone,
+    /// shown uncommitted, until Redis is back (no other server can know it).
+    alone: bool,
+    /// A save failed: when to try again, and the pause after the next failure. Commands wait
+    /// meanwhile.
+    save_retry: Option<(Instant, Duration)>,
     /// Waiting for the game to be loaded or created.
     waiting: Vec<oneshot::Sender<Result<Game, NodeError>>>,
     next_tick: Option<Instant>,
@@ -194,6 +203,8 @@ impl GameTask {
             shown: 0,
             layout_changed: true,
             fresh: false,
+            alone: false,
+            save_retry: None,
             waiting: Vec::new(),
             next_tick: None,
             last_action: Instant::now(),
@@ -219,8 +230,12 @@ impl GameTask {
                 msg = self.rx.recv() => {
                     let Some(msg) = msg else { break };
                     self.handle(msg);
-                    // Whatever else is queued, before committing once for all of it.
-                    while !self.done {
+                    // Whatever else is queued, before committing once for all of it; at
+                    // most a turn's worth, so a stream of messages never starves the timers.
+                    for _ in 0..MAX_PER_TURN {
+                        if self.done {
+                            break;
+                        }
                         match self.rx.try_recv() {
                             Ok(msg) => self.handle(msg),
                             Err(_) => break,
@@ -277,6 +292,8 @@ impl GameTask {
             now: Instant::now(),
             lease: self.shared.bus.lease(),
             bus_up: self.shared.bus.status() != BusStatus::Down,
+            writable: self.shared.bus.status() != BusStatus::Down && self.save_retry.is_none(),
+            alone: self.alone,
         }
     }
 

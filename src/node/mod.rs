@@ -107,6 +107,10 @@ pub struct Metrics {
     /// Presses answered `overloaded`: the game's queue was full, or the press waited in it
     /// longer than [`OVERLOAD_AGE`].
     pub overloaded: AtomicU64,
+    /// Saves Redis did not take (unreachable, out of memory, read-only, timed out).
+    pub save_failures: AtomicU64,
+    /// Commands answered `unavailable`: they waited too long for the game's storage.
+    pub unavailable: AtomicU64,
     /// From a press reaching its owner to its update queued to the owner's local players.
     pub press_to_broadcast: Histogram,
 }

@@ -23,6 +23,8 @@ pub struct Pending {
     pub command: Command,
     /// When it was last sent to another server (`None`: not sent yet).
     pub sent: Option<Instant>,
+    /// When its player sent it.
+    pub at: Instant,
 }
 
 type JoinReply = oneshot::Sender<Result<(), NodeError>>;
@@ -75,9 +77,40 @@ impl Origin {
             self.unacked.push_back(Pending {
                 command: command.clone(),
                 sent: None,
+                at: Instant::now(),
             });
         }
         command
+    }
+
+    /// Players' commands that waited here since `before` or longer, never sent anywhere and not
+    /// applied (numbers above `applied`): each becomes [`Cmd::Void`], so it is never applied,
+    /// and its session is returned to be told. Joins keep their own answer.
+    pub fn void_waiting(&mut self, applied: Option<u64>, before: Instant) -> Vec<u64> {
+        let mut told = Vec::new();
+        for pending in self.unacked.iter_mut() {
+            let command = &mut pending.command;
+            let waiting = pending.sent.is_none() && Some(command.seq) > applied;
+            if waiting
+                && pending.at <= before
+                && !matches!(command.cmd, Cmd::Void | Cmd::Join { .. })
+            {
+                command.cmd = Cmd::Void;
+                told.push(command.session);
+            }
+        }
+        told
+    }
+
+    /// When the oldest command still waiting here (never sent, not applied, not voided) was
+    /// sent by its player.
+    pub fn oldest_waiting(&self, applied: Option<u64>) -> Option<Instant> {
+        self.unacked
+            .iter()
+            .filter(|p| p.sent.is_none() && Some(p.command.seq) > applied)
+            .filter(|p| !matches!(p.command.cmd, Cmd::Void | Cmd::Join { .. }))
+            .map(|p| p.at)
+            .min()
     }
 
     pub fn wait_join(&mut self, seq: u64, robot_id: String, reply: JoinReply) {

@@ -11,6 +11,10 @@
 //!   lease confirms it with Redis before applying anything.
 //! - An owner shows a change to its players only once Redis has taken the save (see the game
 //!   task), so no player ever sees a state that a fenced save refuses.
+//! - While the game's storage cannot be written (Redis unreachable, or saves failing), an
+//!   owner applies nothing: commands wait, and a player's that waits too long is answered
+//!   `unavailable`. Only a game that Redis has never held (created while it was unreachable)
+//!   runs alone meanwhile: no other server can know it.
 
 use std::time::Duration;
 
@@ -59,8 +63,6 @@ pub enum Action {
     Resave,
     /// Read the stored state again (Redis is back; we may have missed updates).
     Reload,
-    /// Show the current state now without waiting for Redis (running alone).
-    ShowUncommitted,
     /// Show the state that was just saved.
     ShowCommitted,
 }
@@ -70,8 +72,13 @@ pub enum Action {
 pub struct Ctx {
     pub now: Instant,
     pub lease: Duration,
-    /// Redis reachable (false: owners run their games alone).
+    /// Redis reachable.
     pub bus_up: bool,
+    /// Redis reachable and the game's saves going through (false: commands wait).
+    pub writable: bool,
+    /// The game was created while Redis was unreachable and Redis has never held it: it runs
+    /// alone until Redis is back.
+    pub alone: bool,
 }
 
 impl Ctx {
@@ -100,7 +107,10 @@ pub enum Route {
 /// A command arrives (from a local player or forwarded by another server).
 pub fn route(role: &Role, ctx: Ctx) -> (Role, Route) {
     match role {
-        Role::Owner(o) if ctx.now < o.lease_until || !ctx.bus_up => (role.clone(), Route::Apply),
+        Role::Owner(_) if ctx.alone && !ctx.bus_up => (role.clone(), Route::Apply),
+        // Storage cannot be written: nothing is applied that could not be shown.
+        Role::Owner(_) if !ctx.writable => (role.clone(), Route::Hold(vec![])),
+        Role::Owner(o) if ctx.now < o.lease_until => (role.clone(), Route::Apply),
         Role::Owner(o) if o.confirming => (role.clone(), Route::Hold(vec![])),
         Role::Owner(o) => {
             let role = Role::Owner(Owner {
@@ -161,8 +171,9 @@ pub fn on_saved(role: &Role, result: SaveResult) -> Next {
             Role::Resolving { claiming: true },
             vec![Action::StepDown, Action::Claim { fallback: true }],
         ),
-        // Redis could not be asked: run alone; saved again when Redis is back.
-        SaveResult::Failed => (role.clone(), vec![Action::ShowUncommitted]),
+        // Redis could not be asked, or refused the write: nothing is shown; the game task
+        // tries again after a pause, and commands wait meanwhile.
+        SaveResult::Failed => (role.clone(), vec![]),
     }
 }
 
@@ -192,8 +203,8 @@ pub fn on_renewed(role: &Role, renewal: Renewal, sent_at: Instant, ctx: Ctx) -> 
             Role::Resolving { claiming: true },
             vec![Action::StepDown, Action::Claim { fallback: true }],
         ),
-        // Redis is unreachable: run alone rather than keep players waiting.
-        Renewal::Failed if o.confirming && !ctx.bus_up => (
+        // Redis is unreachable and has never held the game: run alone.
+        Renewal::Failed if o.confirming && !ctx.bus_up && ctx.alone => (
             Role::Owner(Owner {
                 confirming: false,
                 ..*o
@@ -228,7 +239,14 @@ pub fn on_relay(role: &Role, origin: &str, newer: bool) -> Next {
 /// The connection to Redis came up or went down.
 pub fn on_bus(role: &Role, up: bool) -> Next {
     match (role, up) {
-        (Role::Owner(_), true) => (role.clone(), vec![Action::Resave]),
+        // Save again, and make sure the game is still ours before applying what waited.
+        (Role::Owner(o), true) => (
+            Role::Owner(Owner {
+                confirming: true,
+                ..*o
+            }),
+            vec![Action::Resave, Action::Renew],
+        ),
         (Role::Replica { .. }, true) => (role.clone(), vec![Action::Reload, Action::Resend]),
         (Role::Resolving { .. }, true) => (
             Role::Resolving { claiming: true },

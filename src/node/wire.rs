@@ -33,6 +33,9 @@ pub enum Cmd {
     Join {
         name: String,
     },
+    /// A command whose player was told it could not be applied (`unavailable`): applied as
+    /// nothing, so that the numbers after it still follow on.
+    Void,
 }
 
 /// A message to one server's inbox (`node:<node_id>`).

@@ -133,7 +133,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         "Games this server owns (applies commands for).",
         &[("", stats.owned as u64)],
     );
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "games_created_total",
             "Games created on this server.",
@@ -178,6 +178,16 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
             "overloaded_total",
             "Presses answered `overloaded`: their game's queue was full or they waited in it over 250 ms.",
             m.overloaded.load(Relaxed),
+        ),
+        (
+            "save_failures_total",
+            "Game saves Redis did not take (unreachable, out of memory, read-only, timed out); each is tried again after a pause.",
+            m.save_failures.load(Relaxed),
+        ),
+        (
+            "unavailable_total",
+            "Commands answered `unavailable`: they waited too long for their game's storage to be writable.",
+            m.unavailable.load(Relaxed),
         ),
         (
             "redis_writes_total",

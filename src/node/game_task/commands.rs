@@ -233,6 +233,7 @@ impl GameTask {
                 log::info!("game {}: robot {robot} left", self.id);
                 ended = left == Left::Empty;
             }),
+            Cmd::Void => Ok(()),
             Cmd::Join { name } => {
                 let before = game.robots.len();
                 let joined =
@@ -246,7 +247,8 @@ impl GameTask {
             }
         };
         self.presence_check |= matches!(command.cmd, Cmd::Leave | Cmd::Join { .. });
-        if !matches!(command.cmd, Cmd::ScorePoint) || game.state != crate::game::State::Playing {
+        let scores_only = matches!(command.cmd, Cmd::ScorePoint | Cmd::Void);
+        if !scores_only || game.state != crate::game::State::Playing {
             self.layout_changed = true;
         }
         if let Some(winner) = game.winner.as_deref().and_then(|w| game.robot(w)) {

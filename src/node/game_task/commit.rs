@@ -1,5 +1,9 @@
 //! Committing what the owner applied: one save in flight through the bus, shown to local
-//! players once Redis has taken it (at once alone, or while Redis is down).
+//! players once Redis has taken it (at once in single-server mode, or for a game Redis has
+//! never held). A failed save is tried again after a pause that grows (with jitter), and
+//! nothing is shown meanwhile.
+
+use std::time::Duration;
 
 use bytestring::ByteString;
 use tokio::time::Instant;
@@ -56,16 +60,18 @@ impl GameTask {
             self.settled();
             return;
         }
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.save_retry.is_some_and(|(at, _)| Instant::now() < at) {
             return;
         }
         let Some(game) = &self.game else {
             return;
         };
         if self.shared.bus.status() == BusStatus::Down {
-            // Running alone: show now, save when Redis is back.
-            self.show_current();
-            self.settled();
+            if self.alone {
+                // Redis has never held this game: show now, save when Redis is back.
+                self.show_current();
+                self.settled();
+            }
             return;
         }
         let scores_only = !self.layout_changed && game.state == crate::game::State::Playing;
@@ -109,13 +115,47 @@ impl GameTask {
             }
             SaveOutcome::Down => {
                 self.dirty = true;
-                self.show_current();
-                self.settled();
+                if self.alone {
+                    self.show_current();
+                    self.settled();
+                }
             }
         }
     }
 
-    /// Shows the current state to local players, committed or not (alone, or Redis down).
+    /// Keeps the pause before the next save after a failure (growing from 100 ms to 2 s, with
+    /// jitter), with one log line when saves start failing and one when they go through again.
+    fn save_outcome(&mut self, result: SaveResult) {
+        const FIRST: Duration = Duration::from_millis(100);
+        const MOST: Duration = Duration::from_secs(2);
+        match (result, self.save_retry) {
+            (SaveResult::Failed, retry) => {
+                let pause = retry.map_or(FIRST, |(_, p)| (p * 2).min(MOST));
+                if retry.is_none() {
+                    log::warn!(
+                        "game {}: cannot save it to Redis; its commands wait, and saving is \
+                         tried again",
+                        self.id
+                    );
+                }
+                self.shared
+                    .metrics
+                    .save_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let jitter = pause.mul_f64(rand::random::<f64>() * 0.5);
+                self.save_retry = Some((Instant::now() + pause + jitter, pause));
+            }
+            (SaveResult::Saved, Some(_)) => {
+                log::info!("game {}: saved to Redis again", self.id);
+                self.save_retry = None;
+            }
+            (_, Some(_)) => self.save_retry = None,
+            (_, None) => {}
+        }
+    }
+
+    /// Shows the current state to local players, committed or not (single-server mode, or a
+    /// game Redis has never held).
     pub(super) fn show_current(&mut self) {
         // What is shown unsaved (a layout change, say) is not in Redis: save it whole.
         self.save_whole = true;
@@ -211,8 +251,18 @@ impl GameTask {
             }
             return;
         }
+        let recovered = result == SaveResult::Saved && self.save_retry.is_some();
+        self.save_outcome(result);
         let (role, actions) = role::on_saved(&self.role, result);
         self.set_role(role);
+        if recovered {
+            // Commands that waited for the storage, still ours to apply.
+            if let Role::Owner(o) = &self.role {
+                if Instant::now() < o.lease_until && !o.confirming {
+                    self.apply_waiting();
+                }
+            }
+        }
         if actions.contains(&Action::ShowCommitted) {
             self.show(
                 in_flight.version,

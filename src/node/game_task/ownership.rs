@@ -25,11 +25,6 @@ impl GameTask {
                 Action::Resend => self.resend(),
                 Action::Resave => self.dirty = true,
                 Action::Reload => self.reload(),
-                Action::ShowUncommitted => {
-                    self.dirty = true;
-                    self.show_current();
-                    self.settled();
-                }
                 Action::ShowCommitted => {}
             }
         }
@@ -90,6 +85,7 @@ impl GameTask {
             }
             Claim::Failed if self.fresh => {
                 // Created while Redis is down: run alone; saved and claimed when it is back.
+                self.alone = true;
                 self.set_role(Role::Owner(role::Owner {
                     lease_until: Instant::now(),
                     confirming: false,
@@ -108,6 +104,8 @@ impl GameTask {
     fn take_over(&mut self, mut game: Game, was: &Role) {
         self.missing_since = None;
         self.retry_at = None;
+        self.alone = false;
+        self.save_retry = None;
         if !self.fresh {
             game.version = game.version.max(self.shown) + 1;
             if !matches!(was, Role::Owner(_)) {

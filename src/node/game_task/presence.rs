@@ -16,11 +16,14 @@ impl GameTask {
     /// presence deadline passed.
     pub(super) fn presence(&mut self, now: Instant) {
         let t = self.shared.timing.presence.clone();
-        let bus_up = self.ctx().bus_up;
+        let ctx = self.ctx();
+        let bus_up = ctx.bus_up;
+        let may_change =
+            |lease_until: Instant| (ctx.writable && lease_until > now) || (ctx.alone && !bus_up);
         self.next_presence = None;
         match &self.role {
             // Changes only while the lease is good by our clock, as for any command.
-            Role::Owner(o) if !o.confirming && (o.lease_until > now || !bus_up) => {
+            Role::Owner(o) if !o.confirming && may_change(o.lease_until) => {
                 let Some(game) = self.game.as_mut() else {
                     return;
                 };

@@ -11,6 +11,10 @@ use crate::node::role::Role;
 
 /// One countdown step.
 pub const COUNTDOWN_STEP: Duration = Duration::from_secs(1);
+/// A player's command that could not be applied or sent for this long (the game's storage
+/// cannot be written, or its owner cannot be reached) is answered `unavailable` instead, and
+/// never applied: every command is answered within 2 s.
+pub const UNAVAILABLE_AFTER: Duration = Duration::from_millis(1500);
 
 impl GameTask {
     pub(super) fn next_deadline(&self) -> Instant {
@@ -27,6 +31,18 @@ impl GameTask {
             next.extend(self.origin.oldest_sent().map(|at| at + t.ack_timeout));
         }
         next.extend(self.retry_at);
+        // A save to try again (while Redis is unreachable, its return wakes the task).
+        let writable = self.shared.bus.status() != crate::bus::BusStatus::Down;
+        next.extend(
+            self.save_retry
+                .filter(|_| self.dirty && writable)
+                .map(|(at, _)| at),
+        );
+        next.extend(
+            self.origin
+                .oldest_waiting(self.applied_here())
+                .map(|at| at + UNAVAILABLE_AFTER),
+        );
         next.extend(self.next_presence);
         next.extend(self.missing_since.map(|at| at + t.missing_grace));
         next.extend(self.draining.as_ref().map(|d| d.1));
@@ -34,6 +50,46 @@ impl GameTask {
         next.into_iter()
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// The last of this server's commands the game as held here has applied.
+    fn applied_here(&self) -> Option<u64> {
+        self.game
+            .as_ref()
+            .and_then(|g| g.applied.last(&self.origin.instance))
+    }
+
+    /// Answers `unavailable` to the players whose commands waited here too long, and makes
+    /// sure those commands are never applied.
+    fn answer_waiting(&mut self, now: Instant) {
+        let Some(before) = now.checked_sub(UNAVAILABLE_AFTER) else {
+            return;
+        };
+        if self
+            .origin
+            .oldest_waiting(self.applied_here())
+            .is_none_or(|at| at > before)
+        {
+            return;
+        }
+        let sessions = self.origin.void_waiting(self.applied_here(), before);
+        log::debug!(
+            "game {}: {} commands waited over {UNAVAILABLE_AFTER:?} for the game's storage or \
+             owner; answered unavailable",
+            self.id,
+            sessions.len()
+        );
+        let err = crate::node::NodeError::Unavailable;
+        let frame = crate::protocol::error_frame(err.code(), &err.to_string());
+        for session in sessions {
+            self.shared
+                .metrics
+                .unavailable
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if session != 0 {
+                self.sessions.send_to(session, frame.clone());
+            }
+        }
     }
 
     /// A replica nobody here uses: no players, nothing waiting.
@@ -55,6 +111,7 @@ impl GameTask {
         if self.next_tick.is_some_and(|at| at <= now) {
             self.countdown_step(now);
         }
+        self.answer_waiting(now);
         match self.role {
             Role::Owner(_) if self.last_action + t.idle <= now => return self.terminate(),
             Role::Owner(_) => {}

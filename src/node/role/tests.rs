@@ -7,6 +7,8 @@ fn ctx(now: Instant) -> Ctx {
         now,
         lease: Duration::from_secs(5),
         bus_up: true,
+        writable: true,
+        alone: false,
     }
 }
 
@@ -59,24 +61,44 @@ fn the_lease_counts_from_when_the_renewal_was_sent_minus_a_margin() {
 }
 
 #[test]
-fn with_redis_down_an_owner_runs_alone() {
+fn with_redis_down_an_owner_applies_nothing_unless_redis_never_held_the_game() {
     let t0 = Instant::now();
     let down = Ctx {
         bus_up: false,
-        ..ctx(t0 + Duration::from_secs(60))
+        writable: false,
+        ..ctx(t0 + Duration::from_secs(1))
     };
-    assert_eq!(route(&owner(t0), down).1, Route::Apply);
+    // Within its lease, an owner still holds everything while storage cannot be written.
+    assert_eq!(route(&owner(t0 + SECS5), down).1, Route::Hold(vec![]));
+    let failing = Ctx {
+        writable: false,
+        ..ctx(t0)
+    };
+    assert_eq!(route(&owner(t0 + SECS5), failing).1, Route::Hold(vec![]));
+    // A failed save shows nothing.
     let (role, actions) = on_saved(&owner(t0), SaveResult::Failed);
-    assert_eq!((role, actions), (owner(t0), vec![Action::ShowUncommitted]));
+    assert_eq!((role, actions), (owner(t0), vec![]));
     let confirming = Role::Owner(Owner {
         lease_until: t0,
         confirming: true,
     });
     let (_, actions) = on_renewed(&confirming, Renewal::Failed, t0, down);
+    assert!(actions.is_empty());
+    // A game Redis never held (created while it was down) runs alone.
+    let alone = Ctx {
+        alone: true,
+        ..down
+    };
+    assert_eq!(route(&owner(t0), alone).1, Route::Apply);
+    let (_, actions) = on_renewed(&confirming, Renewal::Failed, t0, alone);
     assert_eq!(actions, [Action::ApplyHeld]);
-    // Back: save again.
-    assert_eq!(on_bus(&owner(t0), true).1, [Action::Resave]);
+    // Back: save again, and confirm the lease before applying what waited.
+    let (role, actions) = on_bus(&owner(t0), true);
+    assert_eq!(actions, [Action::Resave, Action::Renew]);
+    assert_eq!(role, confirming);
 }
+
+const SECS5: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_fenced_or_unowned_save_steps_down_and_claims() {
@@ -135,6 +157,7 @@ fn commands_route_by_role() {
     assert_eq!(r, Route::Hold(vec![Action::Claim { fallback: false }]));
     let down = Ctx {
         bus_up: false,
+        writable: false,
         ..ctx(t0)
     };
     assert_eq!(

@@ -51,6 +51,8 @@ struct Player {
     seen: Vec<(u64, Vec<u64>)>,
     /// The type of every frame received.
     kinds: Vec<String>,
+    /// The code of every error received.
+    errors: Vec<String>,
 }
 
 async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
@@ -66,6 +68,7 @@ async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
         drawn: Value::Null,
         seen: Vec::new(),
         kinds: Vec::new(),
+        errors: Vec::new(),
     };
     p.read(Duration::from_millis(10)).await;
     p
@@ -90,6 +93,9 @@ impl Player {
             let Outbound::Frame(frame) = out else { break };
             let msg: Value = serde_json::from_str(&frame).unwrap();
             self.kinds.extend(msg["type"].as_str().map(str::to_owned));
+            if msg["type"] == "error" {
+                self.errors.extend(msg["error"].as_str().map(str::to_owned));
+            }
             let mut game = msg["game"].clone();
             if msg["type"] == "scores" {
                 // As the browser: the scores, in the lanes of the last full view.

@@ -10,6 +10,7 @@
 
 mod judge;
 mod owner;
+mod redis;
 mod restart;
 
 pub(crate) use judge::{agreement, notable_logs, presses_not_accounted_for, report};

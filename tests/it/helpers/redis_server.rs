@@ -110,6 +110,14 @@ impl Redis {
         }
     }
 
+    /// The redis-server process (to freeze it, say).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("redis-server is not running")
+            .id()
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

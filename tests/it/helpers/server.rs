@@ -180,11 +180,13 @@ pub struct Frozen {
 
 impl Frozen {
     pub fn new(server: &Server) -> Frozen {
-        signal_pid(server.pid(), "STOP");
-        Frozen {
-            pid: server.pid(),
-            thawed: false,
-        }
+        Frozen::pid(server.pid())
+    }
+
+    /// Freezes any process of the test's (a redis-server, say).
+    pub fn pid(pid: u32) -> Frozen {
+        signal_pid(pid, "STOP");
+        Frozen { pid, thawed: false }
     }
 
     pub fn thaw(mut self) {
