@@ -7,7 +7,7 @@
 //! | [`config`] | the command line and environment (clap, single-dash spelling) |
 //! | [`game`] | the rules: pure data and functions, no I/O, no clock |
 //! | [`protocol`] | WebSocket messages, the contract with the browser |
-//! | [`node`] | this server's games: the registry, one task per game, the ownership state machine ([`node::role`]), presence across servers ([`node::presence`]) |
+//! | [`node`] | this server's games: the registry, one task per game, the ownership state machine ([`node::role`]), presence across servers ([`node::presence`]), spectators fed apart from players ([`node::spectators`]) |
 //! | [`bus`] | the only link to other servers: the [`bus::Bus`] trait, Redis ([`bus::redis`]) and in-memory ([`bus::local`]) |
 //! | [`web`] | pages, JSON API, WebSocket upgrade and sessions, health and metrics |
 //! | [`token`] | player tokens that every server of a cluster accepts |
