@@ -340,13 +340,15 @@ impl Watcher {
     ) -> Watcher {
         let stage = &game.info.stage;
         let rx = stage.screen.subscribe();
+        // The feed first: the game task, told of its first spectator below, seeds the feed if
+        // nothing was shown yet, which it does only once the feed runs.
+        if !stage.feeding.swap(true, Ordering::Relaxed) {
+            rt.spawn(feed(stage.clone(), period));
+        }
         if stage.watchers.fetch_add(1, Ordering::Relaxed) == 0 {
             tell(&game);
             // The feed skips work while nobody watches: bring it up to date.
             stage.wake.notify_one();
-        }
-        if !stage.feeding.swap(true, Ordering::Relaxed) {
-            rt.spawn(feed(stage.clone(), period));
         }
         Watcher {
             game,
