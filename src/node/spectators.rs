@@ -77,7 +77,10 @@ pub struct Stage {
     shown: Mutex<Shown>,
     /// Something new in `shown` for the feed.
     wake: Notify,
-    screen: watch::Sender<Screen>,
+    /// What spectators are shown, one channel per group of them (see [`GROUPS`]).
+    screens: Box<[watch::Sender<Screen>]>,
+    /// Spectators that joined, ever: which group the next one joins.
+    joined: AtomicUsize,
     /// Spectators of this game here.
     watchers: AtomicUsize,
     /// The feed task was started (on the first spectator).
@@ -99,7 +102,10 @@ impl Default for Stage {
         Stage {
             shown: Mutex::default(),
             wake: Notify::new(),
-            screen: watch::Sender::new(Screen::default()),
+            screens: (0..GROUPS)
+                .map(|_| watch::Sender::new(Screen::default()))
+                .collect(),
+            joined: AtomicUsize::new(0),
             watchers: AtomicUsize::new(0),
             feeding: AtomicBool::new(false),
             seeded: AtomicBool::new(false),
@@ -161,7 +167,9 @@ impl Stage {
         if self.feeding.load(Ordering::Relaxed) {
             self.wake.notify_one();
         } else {
-            self.screen.send_modify(|s| s.curtain = Some(curtain));
+            for screen in &self.screens {
+                screen.send_modify(|s| s.curtain = Some(curtain));
+            }
         }
     }
 
@@ -171,14 +179,26 @@ impl Stage {
     }
 }
 
+/// Spectators of a game here are split into this many groups, each on a channel of its own.
+const GROUPS: usize = 16;
+/// Above this many spectators of a game here, the groups are woken one after the other over
+/// half a period rather than all at once.
+const PACE_ABOVE: usize = 256;
+
 /// The game's spectators' cadence: publishes the newest state at most once per `period`,
 /// until the game lets them go.
+///
+/// Each spectator woken costs its HTTP worker a task poll and a socket write, and a player's
+/// frame on that worker waits behind the writes woken before it. So a big audience is woken
+/// a group at a time, spread over half a period: a player's frame waits for one group's
+/// writes at most, and a spectator sees the state at most half a period later.
 async fn feed(stage: Arc<Stage>, period: Duration) {
     let mut view: Option<View> = None;
     // The versions of the full frame and of the scores frame the view was made from.
     let mut from = (0u64, 0u64);
     loop {
         stage.wake.notified().await;
+        let tick = tokio::time::Instant::now();
         let (full, scores, curtain) = {
             let shown = stage.lock();
             (shown.full.clone(), shown.scores.clone(), shown.curtain)
@@ -202,15 +222,22 @@ async fn feed(stage: Arc<Stage>, period: Duration) {
             }
         }
         if let Some(frames) = view.as_ref().filter(|_| changed).and_then(View::frames) {
-            stage
-                .screen
-                .send_modify(|s| s.frames = Some(Arc::new(frames)));
+            let frames = Arc::new(frames);
+            let paced = stage.watchers.load(Ordering::Relaxed) > PACE_ABOVE;
+            for (i, screen) in stage.screens.iter().enumerate() {
+                if paced && i > 0 {
+                    tokio::time::sleep_until(tick + period * i as u32 / (2 * GROUPS as u32)).await;
+                }
+                screen.send_modify(|s| s.frames = Some(frames.clone()));
+            }
         }
         if let Some(curtain) = curtain {
-            stage.screen.send_modify(|s| s.curtain = Some(curtain));
+            for screen in &stage.screens {
+                screen.send_modify(|s| s.curtain = Some(curtain));
+            }
             return;
         }
-        tokio::time::sleep(period).await;
+        tokio::time::sleep_until(tick + period).await;
     }
 }
 
@@ -339,7 +366,8 @@ impl Watcher {
         rt: &tokio::runtime::Handle,
     ) -> Watcher {
         let stage = &game.info.stage;
-        let rx = stage.screen.subscribe();
+        let group = stage.joined.fetch_add(1, Ordering::Relaxed) % GROUPS;
+        let rx = stage.screens[group].subscribe();
         // The feed first: the game task, told of its first spectator below, seeds the feed if
         // nothing was shown yet, which it does only once the feed runs.
         if !stage.feeding.swap(true, Ordering::Relaxed) {

@@ -121,3 +121,38 @@ fn seats_stop_at_the_limit_and_come_back_when_freed() {
     assert!(Seat::take(&metrics, 2).is_some());
     assert!(Seat::take(&metrics, 0).is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_big_audience_is_woken_a_group_at_a_time_over_half_a_period() {
+    let (handle, _rx) = handle();
+    let metrics = Arc::new(Metrics::default());
+    let stage = handle.info.stage.clone();
+    let g = game();
+    stage.shown(g.version, &update_frame(&g));
+    let mut watchers: Vec<Watcher> = (0..GROUPS * 20)
+        .map(|_| watcher(&handle, &metrics))
+        .collect();
+    for w in &mut watchers {
+        w.first(Duration::from_secs(1)).await.unwrap();
+        w.welcome();
+    }
+    // A tick after the first publication, the next state.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = tokio::time::Instant::now();
+    stage.shown(
+        g.version + 1,
+        &scores_frame(g.version + 1, [1, 0].into_iter()),
+    );
+    let first = frame(&mut watchers[0]).await;
+    let first_at = start.elapsed();
+    let last = frame(&mut watchers[GROUPS - 1]).await;
+    let last_at = start.elapsed();
+    assert_eq!(first["game"]["version"], g.version + 1);
+    assert_eq!(last["game"]["version"], g.version + 1);
+    assert!(first_at < Duration::from_millis(5), "{first_at:?}");
+    // The last group: 15/32 of the 100 ms period later.
+    assert!(
+        last_at >= Duration::from_millis(46) && last_at <= Duration::from_millis(50),
+        "{last_at:?}"
+    );
+}
