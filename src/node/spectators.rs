@@ -8,8 +8,9 @@
 //!   a slot, [`Stage::shown`]); it never writes to a spectator's socket;
 //! - a feed task per watched game ([`feed`], on the game runtime) wakes on a change, at most
 //!   once per period, turns the newest frames into one full `game_update` (and the `welcome`
-//!   a newcomer gets), serialised once for every spectator here, and publishes them on a
-//!   `watch` channel;
+//!   a newcomer gets), serialised once for every spectator here ([`view`]), and publishes
+//!   them on `watch` channels (one per group of spectators; a big audience is woken a group
+//!   at a time);
 //! - each spectator's session task ([`Watcher`]) writes the newest published frame to its
 //!   own socket when it has room. A spectator that is slow or stalled only falls behind
 //!   itself: it skips versions, never goes backwards, and ends on the newest one.
@@ -24,11 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
 use super::{GameHandle, GameMsg, Metrics};
-use crate::protocol::{spectator_frames, FrameKind};
+use crate::protocol::FrameKind;
+use view::View;
 
 /// Spectator frames a second per game when not configured (`-spectator-hz`).
 pub const DEFAULT_SPECTATOR_HZ: u32 = 20;
@@ -241,63 +242,6 @@ async fn feed(stage: Arc<Stage>, period: Duration) {
     }
 }
 
-/// The `GAME` object as spectators are shown it: the fields a `scores` frame changes, and
-/// the rest as it came.
-#[derive(Deserialize, Serialize)]
-struct View {
-    version: u64,
-    robots: Vec<RobotScore>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Deserialize, Serialize)]
-struct RobotScore {
-    score: u32,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
-
-impl View {
-    fn of_update(frame: &str) -> Option<View> {
-        #[derive(Deserialize)]
-        struct Update {
-            game: View,
-        }
-        serde_json::from_str::<Update>(frame).ok().map(|u| u.game)
-    }
-
-    /// Takes a `scores` frame's version and scores (in lane order); false if it does not fit.
-    fn apply_scores(&mut self, frame: &str) -> bool {
-        #[derive(Deserialize)]
-        struct Scores {
-            version: u64,
-            scores: Vec<u32>,
-        }
-        let Ok(s) = serde_json::from_str::<Scores>(frame) else {
-            return false;
-        };
-        if s.version <= self.version || s.scores.len() != self.robots.len() {
-            return false;
-        }
-        self.version = s.version;
-        for (robot, score) in self.robots.iter_mut().zip(s.scores) {
-            robot.score = score;
-        }
-        true
-    }
-
-    fn frames(&self) -> Option<Frames> {
-        let json = serde_json::to_string(self).ok()?;
-        let (update, welcome) = spectator_frames(&json);
-        Some(Frames {
-            version: self.version,
-            update,
-            welcome,
-        })
-    }
-}
-
 /// One spectator's place on this server, counted in `robot_race_spectators` while held.
 pub struct Seat {
     metrics: Arc<Metrics>,
@@ -319,11 +263,6 @@ impl Seat {
     /// Counts a refused upgrade.
     pub fn refused(metrics: &Metrics) {
         metrics.spectators_refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Whether a seat is free now (for a page asking, without taking one).
-    pub fn free(metrics: &Metrics, max: u64) -> bool {
-        max == 0 || metrics.spectators.load(Ordering::Relaxed) < max
     }
 }
 
@@ -450,3 +389,4 @@ impl Drop for Watcher {
 
 #[cfg(test)]
 mod tests;
+mod view;
