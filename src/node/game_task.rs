@@ -39,10 +39,10 @@ const MAX_HELD: usize = 4096;
 pub enum GameMsg {
     /// The game, once loaded.
     Get(oneshot::Sender<Result<Game, NodeError>>),
+    /// A player's socket (spectators watch the game's stage instead).
     Connect {
         session: SessionId,
-        /// `None`: a spectator.
-        robot_id: Option<String>,
+        robot_id: String,
         sink: Box<dyn super::FrameSink>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },

@@ -251,7 +251,7 @@ pub struct GameInfo {
     state: AtomicU8,
     /// The owner, while a replica (for liveness checks).
     owner: Mutex<Option<String>>,
-    /// Local sessions connected (set by the task).
+    /// Local players or spectators connected (set by the task).
     has_players: AtomicBool,
     /// Distinguishes a task from the next one for the same game.
     serial: u64,

@@ -297,17 +297,17 @@ impl Node {
         }
     }
 
-    /// Connects a session to its game (a player's, or a spectator's with no robot); the
-    /// session then talks to the game task directly.
+    /// Connects a player's session to its game; the session then talks to the game task
+    /// directly.
     pub async fn connect(
         &self,
         game_id: &str,
-        robot_id: Option<&str>,
+        robot_id: &str,
         sink: Box<dyn super::FrameSink>,
     ) -> Result<(GameHandle, SessionId), NodeError> {
         let (handle, _) = self.hold(game_id).await?;
         let session = self.new_session_id();
-        let robot_id = robot_id.map(str::to_owned);
+        let robot_id = robot_id.to_owned();
         ask(&handle, FIND_TIMEOUT, |reply| GameMsg::Connect {
             session,
             robot_id,

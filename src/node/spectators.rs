@@ -6,9 +6,9 @@
 //!
 //! - the game task hands its [`Stage`] each frame it shows its players (an `Arc` clone into
 //!   a slot, [`Stage::shown`]); it never writes to a spectator's socket;
-//! - a feed task per watched game ([`feed`], on the game runtime) wakes on a change, at most
+//! - a feed task per watched game (`feed`, on the game runtime) wakes on a change, at most
 //!   once per period, turns the newest frames into one full `game_update` (and the `welcome`
-//!   a newcomer gets), serialised once for every spectator here ([`view`]), and publishes
+//!   a newcomer gets), serialised once for every spectator here (`view`), and publishes
 //!   them on `watch` channels (one per group of spectators; a big audience is woken a group
 //!   at a time);
 //! - each spectator's session task ([`Watcher`]) writes the newest published frame to its

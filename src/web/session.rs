@@ -1,7 +1,9 @@
 //! One task per WebSocket: it reads the browser's frames, keeps the heartbeat, and closes.
 //!
-//! Frames *to* the browser do not pass through here: the game task offers them straight to
-//! the actix-ws [`Session`] (see [`super::socket`]). This task reads the [`MessageStream`]
+//! A player's frames *to* the browser do not pass through here: the game task offers them
+//! straight to the actix-ws [`Session`] (see [`super::socket`]). A spectator's do: this task
+//! writes the newest state its [`Watcher`] publishes (at most `-spectator-hz` a second),
+//! waiting for room in its own socket's queue, so a slow spectator only delays itself. This task reads the [`MessageStream`]
 //! (the frames are checked against the connection's budget before they are parsed, then
 //! parsed into [`ClientMsg`] and sent to the game's task), answers what needs an answer
 //! (errors, pongs, the close handshake), pings, and closes the socket when the browser or the

@@ -124,7 +124,7 @@ pub(super) async fn upgrade(
     let (game_id, who, game, id, watcher) = match admitted {
         Admitted::Player { game_id, robot_id } => {
             let sink = Box::new(GameSink::new(session.clone(), link.clone()));
-            let (game, id) = state.node.connect(&game_id, Some(&robot_id), sink).await?;
+            let (game, id) = state.node.connect(&game_id, &robot_id, sink).await?;
             (game_id, format!("robot {robot_id}"), game, id, None)
         }
         Admitted::Spectator {
