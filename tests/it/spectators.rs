@@ -132,8 +132,11 @@ async fn a_stalled_spectator_does_not_delay_a_players_frame() {
         worst = worst.max(sent.elapsed());
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
+    // No press was refused either (`overloaded`, `unavailable`).
+    assert!(measured.errors.is_empty(), "{:?}", measured.errors);
     for task in background {
-        let _ = task.await;
+        let p = task.await.unwrap();
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
     }
     assert!(
         server
