@@ -126,7 +126,10 @@ impl Stage {
             let mut shown = self.lock();
             match FrameKind::of(frame) {
                 FrameKind::Update => {
-                    if shown.full.as_ref().is_some_and(|(v, _)| *v >= version) {
+                    let seen = |v: &Option<(u64, ByteString)>| {
+                        v.as_ref().is_some_and(|(seen, _)| *seen >= version)
+                    };
+                    if seen(&shown.full) || seen(&shown.scores) {
                         return;
                     }
                     shown.full = Some((version, frame.clone()));
@@ -248,7 +251,7 @@ pub struct Seat {
 }
 
 impl Seat {
-    /// A seat, unless `max` (more than 0) are taken; a refusal is counted.
+    /// A seat, unless `max` (more than 0) are taken.
     pub fn take(metrics: &Arc<Metrics>, max: u64) -> Option<Seat> {
         let before = metrics.spectators.fetch_add(1, Ordering::Relaxed);
         if max > 0 && before >= max {
