@@ -35,11 +35,24 @@ pub fn raise() -> Option<(u64, u64)> {
     None
 }
 
-/// Raises the limit and logs both values (one line).
-pub fn raise_and_log() {
-    match raise() {
-        Some((soft, hard)) => log::info!("Open files limit: {soft} (hard limit {hard})"),
-        None => log::warn!("Open files limit: unknown (getrlimit failed)"),
+/// Descriptors kept for everything but spectators: players, Redis, HTTP, the binary's own.
+pub const RESERVED: u64 = 1024;
+
+/// Raises the limit and logs both values (one line); warns when `max_spectators` could take
+/// more descriptors than the limit leaves past [`RESERVED`]: spectators past it would be
+/// refused by the kernel, without the `503` that tells the page why.
+pub fn raise_and_log(max_spectators: u64) {
+    let Some((soft, hard)) = raise() else {
+        log::warn!("Open files limit: unknown (getrlimit failed)");
+        return;
+    };
+    log::info!("Open files limit: {soft} (hard limit {hard})");
+    let room = soft.saturating_sub(RESERVED);
+    if max_spectators > room {
+        log::warn!(
+            "-max-spectators {max_spectators} is above what the open files limit leaves for \
+             spectators ({room}): raise the hard limit, or lower -max-spectators"
+        );
     }
 }
 
