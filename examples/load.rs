@@ -31,7 +31,8 @@
 //!   CPU as % of one core, memory per connection;
 //! - with `--redis-port`: Redis commands and bytes in/out per press;
 //! - the load tool's own CPU and how late it sent presses (if it is the bottleneck, these say so);
-//! - with `--spectators N`: N spectators of the racing games (open before the races start):
+//! - with `--spectators N`: N spectators of the racing games (opened `--open-rate` a second
+//!   before the races start):
 //!   their press-to-screen latency (a press sent until a spectator sees a version that shows
 //!   it), frames a second, memory per spectator, and server CPU per 1000 frames delivered to
 //!   players and spectators;

@@ -59,7 +59,7 @@ pub struct Args {
     /// while they open, and memory per idle socket.
     #[arg(long, default_value_t = 0)]
     pub idle_sockets: usize,
-    /// Idle sockets opened per second (in all).
+    /// Spectators and idle sockets opened per second (in all).
     #[arg(long, default_value_t = 5000.0)]
     pub open_rate: f64,
     /// Seconds into the window before the idle sockets start opening.

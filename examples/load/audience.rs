@@ -42,7 +42,14 @@ pub fn open_spectators(args: &Args, games: &[(usize, String)]) -> Option<Spectat
         .collect();
     let before = rss(args);
     eprintln!("{n} spectators connecting…");
-    let crowd = Crowd::open(targets, args.client_threads, None, args.source_addrs);
+    // Paced like the idle sockets: a burst of thousands of handshakes at once would overflow
+    // the server's accept backlog and measure SYN retries instead.
+    let crowd = Crowd::open(
+        targets,
+        args.client_threads,
+        args.open_rate,
+        args.source_addrs,
+    );
     let opened = crowd.wait_open(Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs_f64(args.settle.max(0.0)));
     let grown = rss(args).saturating_sub(before);
@@ -93,7 +100,7 @@ pub fn open_idle(args: &Args, targets: Vec<Target>, until: Instant) -> Option<Id
     let crowd = Crowd::open(
         targets,
         args.client_threads,
-        Some(args.open_rate.max(1.0)),
+        args.open_rate,
         args.source_addrs,
     );
     let opened = crowd.wait_open(until.saturating_duration_since(Instant::now()));

@@ -65,9 +65,9 @@ pub fn server_addr(url: &str) -> SocketAddr {
 }
 
 impl Crowd {
-    /// Opens every target over `threads` threads, `rate` a second in all (`None`: as fast as
-    /// they go), socket `i` from 127.0.0.(1 + i % `sources`).
-    pub fn open(targets: Vec<Target>, threads: usize, rate: Option<f64>, sources: usize) -> Crowd {
+    /// Opens every target over `threads` threads, `rate` a second in all, socket `i` from
+    /// 127.0.0.(1 + i % `sources`).
+    pub fn open(targets: Vec<Target>, threads: usize, rate: f64, sources: usize) -> Crowd {
         let counts = Arc::new(Counts::default());
         let total = targets.len();
         let (stop, stop_rx) = watch::channel(false);
@@ -76,7 +76,7 @@ impl Crowd {
         for (i, t) in targets.into_iter().enumerate() {
             parts[i % threads].push((i, t));
         }
-        let per_thread = rate.map(|r| r / threads as f64);
+        let per_thread = rate.max(1.0) / threads as f64;
         let started = Instant::now();
         let threads = parts
             .into_iter()
@@ -127,7 +127,7 @@ impl Crowd {
 
 fn run_thread(
     part: Vec<(usize, Target)>,
-    rate: Option<f64>,
+    rate: f64,
     sources: usize,
     counts: Arc<Counts>,
     stop: watch::Receiver<bool>,
@@ -140,9 +140,7 @@ fn run_thread(
         let start = tokio::time::Instant::now();
         let mut handles = Vec::with_capacity(part.len());
         for (k, (i, target)) in part.into_iter().enumerate() {
-            if let Some(rate) = rate {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate)).await;
-            }
+            tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate)).await;
             let source = Ipv4Addr::new(127, 0, 0, 1 + (i % sources.clamp(1, 250)) as u8);
             let (counts, stop) = (counts.clone(), stop.clone());
             handles.push(tokio::spawn(async move {
