@@ -324,3 +324,42 @@ pub fn press_to_screen(watched: &[Watched], presses: &mut [(Instant, u64)]) -> V
     out.sort_unstable();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_whole_and_versions_read() {
+        let text = br#"{"type":"game_update","game":{"version":57,"robots":[]}}"#;
+        let mut buf = vec![0x81, text.len() as u8];
+        buf.extend_from_slice(text);
+        buf.extend_from_slice(&[0x89, 0x00, 0x81]);
+        let (op, payload, len) = frame(&buf).unwrap();
+        assert_eq!((op, len), (1, 2 + text.len()));
+        assert_eq!(version_of(&buf[payload]), Some(57));
+        let (op, payload, len) = frame(&buf[len..]).unwrap();
+        assert_eq!((op, payload.len(), len), (9, 0, 2));
+        assert!(frame(&buf[2 + text.len() + 2..]).is_none(), "half a frame");
+        let long = vec![b'x'; 300];
+        let mut buf = vec![0x81, 126, 1, 44];
+        buf.extend_from_slice(&long);
+        assert_eq!(frame(&buf).map(|f| f.2), Some(304));
+        assert_eq!(version_of(br#"{"type":"error"}"#), None);
+    }
+
+    #[test]
+    fn press_to_screen_takes_the_first_frame_at_or_past_the_press() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let w = Watched {
+            log: vec![(5, ms(10)), (8, ms(60)), (12, ms(110))],
+            ..Watched::default()
+        };
+        // Sent at 20 ms, shown at version 7: seen at version 8 (60 ms); sent at 70, version
+        // 12: 110 ms; sent before the spectator came: not counted; past its last: not counted.
+        let mut presses = vec![(ms(20), 7), (ms(70), 12), (t0, 3), (ms(120), 13)];
+        let lat = press_to_screen(&[w], &mut presses);
+        assert_eq!(lat, vec![40_000, 40_000]);
+    }
+}
