@@ -31,6 +31,12 @@
 //!   CPU as % of one core, memory per connection;
 //! - with `--redis-port`: Redis commands and bytes in/out per press;
 //! - the load tool's own CPU and how late it sent presses (if it is the bottleneck, these say so);
+//! - with `--spectators N`: N spectators of the racing games (opened `--open-rate` a second
+//!   before the races start): their press-to-screen latency (a press sent until a spectator
+//!   sees a version that shows it), frames a second, memory per spectator, and server CPU per
+//!   1000 frames delivered to players and spectators;
+//! - with `--idle-sockets N`: N idle sockets opened while the races play (`--open-rate` a
+//!   second): memory per idle socket, and the players' latency while they open and otherwise;
 //! - a final `RESULT {json}` line with every figure, for scripts.
 //!
 //! A `scores` frame is applied as the browser does: only when its version is higher than the last
@@ -43,8 +49,12 @@
 
 #[path = "load/args.rs"]
 mod args;
+#[path = "load/audience.rs"]
+mod audience;
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "load/crowd.rs"]
+mod crowd;
 #[path = "load/frames.rs"]
 mod frames;
 #[path = "load/idle.rs"]

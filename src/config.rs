@@ -137,6 +137,16 @@ pub struct Config {
     #[arg(long, env = "WS_TIMEOUT_SECS", default_value_t = 30)]
     pub ws_timeout_secs: u64,
 
+    /// Frames a second each game's spectators get at most (1 to 1000): the newest state,
+    /// serialised once per game and shared by every spectator here. Players get every change.
+    #[arg(long, env = "SPECTATOR_HZ", default_value_t = 20)]
+    pub spectator_hz: u32,
+
+    /// Spectator sockets this server takes (0: no limit); past it an upgrade is refused with
+    /// 503 and Retry-After, and the watch page says the room is full and retries.
+    #[arg(long, env = "MAX_SPECTATORS", default_value_t = 10_000)]
+    pub max_spectators: u64,
+
     /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
     /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
     #[arg(long, env = "TRUST_PROXY")]

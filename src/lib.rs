@@ -7,11 +7,12 @@
 //! | [`config`] | the command line and environment (clap, single-dash spelling) |
 //! | [`game`] | the rules: pure data and functions, no I/O, no clock |
 //! | [`protocol`] | WebSocket messages, the contract with the browser |
-//! | [`node`] | this server's games: the registry, one task per game, the ownership state machine ([`node::role`]), presence across servers ([`node::presence`]) |
+//! | [`node`] | this server's games: the registry, one task per game, the ownership state machine ([`node::role`]), presence across servers ([`node::presence`]), spectators fed apart from players ([`node::spectators`]) |
 //! | [`bus`] | the only link to other servers: the [`bus::Bus`] trait, Redis ([`bus::redis`]) and in-memory ([`bus::local`]) |
 //! | [`web`] | pages, JSON API, WebSocket upgrade and sessions, health and metrics |
 //! | [`token`] | player tokens that every server of a cluster accepts |
 //! | [`static_files`] | `static/`, compiled in |
+//! | [`open_files`] | the open-files limit (one descriptor per socket), raised at start |
 //!
 //! Data flow: browser ⇄ [`web`] session task ⇄ its game's task ([`node`]) ⇄ [`game`] rules. An
 //! owning game task saves each change through the [`bus`] (fenced, published on `game:<id>`)
@@ -27,6 +28,7 @@ pub mod bus;
 pub mod config;
 pub mod game;
 pub mod node;
+pub mod open_files;
 pub mod protocol;
 pub mod static_files;
 pub mod token;
@@ -99,6 +101,7 @@ impl Application {
         let mut timing = Timing::new(config.idle_timeout(), config.owner_lease());
         timing.presence.handover = config.host_handover();
         timing.presence.remove = config.away_remove();
+        timing.spectator_period = Timing::spectator_period(config.spectator_hz);
         let node = Node::new(bus, Arc::new(Metrics::default()), timing, games.clone());
         if let Some(games) = &games {
             let _games = games.enter();
@@ -115,6 +118,7 @@ impl Application {
             create_quota: web::quota::CreateQuota::new(config.create_limit),
             ws_frame_rate: config.ws_frame_rate,
             ws_timeout: config.ws_timeout(),
+            max_spectators: config.max_spectators,
         });
         let workers = if config.same_thread {
             1

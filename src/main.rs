@@ -11,6 +11,7 @@ fn main() {
     // rustls (for rediss://) needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::from_args();
+    robot_race::open_files::raise_and_log(config.max_spectators);
     // Same-thread mode: no game runtime, the one HTTP worker runs the games.
     let games = (!config.same_thread).then(|| {
         match tokio::runtime::Builder::new_multi_thread()

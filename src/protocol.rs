@@ -84,6 +84,38 @@ pub fn scores_frame(version: u64, scores: impl Iterator<Item = u32>) -> ByteStri
     ByteString::from(out)
 }
 
+/// What a frame made here is, told from its first bytes (the game task hands spectators the
+/// frames it shows its players, without saying which kind each is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `{"type":"game_update",…}`
+    Update,
+    /// `{"type":"scores",…}`
+    Scores,
+    Other,
+}
+
+impl FrameKind {
+    pub fn of(frame: &str) -> FrameKind {
+        if frame.starts_with(r#"{"type":"game_update","#) {
+            FrameKind::Update
+        } else if frame.starts_with(r#"{"type":"scores","#) {
+            FrameKind::Scores
+        } else {
+            FrameKind::Other
+        }
+    }
+}
+
+/// A spectator's `game_update` and `welcome` around one serialised `GAME` object: the game is
+/// serialised once for every spectator of a server.
+pub fn spectator_frames(game_json: &str) -> (ByteString, ByteString) {
+    let update = format!(r#"{{"type":"game_update","game":{game_json}}}"#);
+    let welcome =
+        format!(r#"{{"type":"welcome","robot_id":null,"admin":false,"game":{game_json}}}"#);
+    (ByteString::from(update), ByteString::from(welcome))
+}
+
 pub fn error_frame(code: &str, message: &str) -> ByteString {
     ServerMsg::Error {
         error: code,
@@ -129,6 +161,33 @@ mod tests {
             v,
             serde_json::json!({"type":"scores","version":57,"scores":[12,9,0]})
         );
+    }
+
+    #[test]
+    fn frame_kinds_and_spectator_frames_match_what_is_serialised() {
+        let game = crate::game::Game::new(
+            "Ab3dE9xY".into(),
+            crate::game::GameConfig::default(),
+            "r1".into(),
+            crate::game::PlayerName::parse("ann").unwrap(),
+        );
+        let update = update_frame(&game);
+        assert_eq!(FrameKind::of(&update), FrameKind::Update);
+        assert_eq!(
+            FrameKind::of(&scores_frame(3, [1].into_iter())),
+            FrameKind::Scores
+        );
+        assert_eq!(FrameKind::of(&error_frame("x", "y")), FrameKind::Other);
+        let json = serde_json::to_string(&game.view()).unwrap();
+        let (spectator_update, welcome) = spectator_frames(&json);
+        assert_eq!(spectator_update, update);
+        let expected = ServerMsg::Welcome {
+            robot_id: None,
+            admin: false,
+            game: game.view(),
+        }
+        .to_frame();
+        assert_eq!(welcome, expected);
     }
 
     #[test]

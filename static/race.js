@@ -42,6 +42,7 @@
       playAgain: $("play-again"),
       waitingAgain: $("waiting-again"),
       connection: $("connection"),
+      roomFull: $("room-full"),
       message: $("message")
     };
 
@@ -280,6 +281,13 @@
 
     function setConnected(ok) {
       show(el.connection, !ok);
+      if (ok) show(el.roomFull, false);
+    }
+
+    // The big screen's server has all the spectators it takes: say so while it retries.
+    function setRoomFull() {
+      show(el.connection, false);
+      show(el.roomFull, true);
     }
 
     function send(obj) {
@@ -415,6 +423,7 @@
         location.href = "/?ended=gone";
       },
       onRefused: function () { location.href = spectator ? "/" : "/join/" + gameId; },
+      onFull: setRoomFull,
       watch: spectator
     });
   }

@@ -8,11 +8,14 @@
  *     onStatus: function (ok) {},    // true once the server speaks on a socket, false when it closes
  *     onEnded: function () {},       // the API says the game is gone (404): reconnecting stopped
  *     onRefused: function () {},     // the game exists but this player keeps being refused
+ *     onFull: function (secs) {},    // spectators: this server's room is full (503 room_full);
+ *                                    // retrying after about `secs` seconds
  *     watch: false                   // true: a spectator's socket (/ws/<id>?watch=1, no token)
  *   });
  *   conn.send(obj) -> bool; conn.connected() -> bool; conn.lastVersion() -> number; conn.close()
  *
- * It reconnects with backoff, checks the game through the API after repeated refusals,
+ * It reconnects with backoff, checks the game through the API after repeated refusals (a
+ * spectator refused because the server's room is full is told so and retries, longer),
  * reconnects at once when the tab becomes visible or the browser goes online, and drops every
  * game_update or scores frame whose version is not higher than the last one drawn. A
  * `terminated` message stops it (it is still passed on). */
@@ -103,8 +106,12 @@
         ws = null;
         live = false;
         if (stopped) return;
-        if (!received) refusedStreak++;
         call("onStatus", false);
+        if (!received && handlers.watch) {
+          checkRoom();
+          return;
+        }
+        if (!received) refusedStreak++;
         scheduleReconnect();
       };
       sock.onerror = function () { /* a close event follows */ };
@@ -128,6 +135,42 @@
         reconnectTimer = 0;
         connect();
       }, delay);
+    }
+
+    // A browser cannot see why a WebSocket was refused. A spectator's refused socket asks
+    // again with a plain GET, which gets the same answer: 503 room_full (with Retry-After)
+    // while this server has all the spectators it takes, else 400 (not a WebSocket request).
+    function checkRoom() {
+      if (!global.fetch) {
+        refusedStreak++;
+        scheduleReconnect();
+        return;
+      }
+      fetch("/ws/" + gameId + "?watch=1", { cache: "no-store", credentials: "same-origin" })
+        .then(function (res) {
+          if (res.status !== 503) return null;
+          var secs = Number(res.headers.get("Retry-After")) || 5;
+          return res.json().then(function (body) {
+            return body && body.error === "room_full" ? secs : null;
+          }, function () { return null; });
+        }, function () { return null; })
+        .then(function (fullFor) {
+          if (stopped || ws || reconnectTimer) return;
+          if (fullFor == null) {
+            refusedStreak++;
+            scheduleReconnect();
+            return;
+          }
+          // Full: wait at least what the server asks, longer after each refusal (up to a
+          // minute), with jitter so that a full room's screens do not come back at once.
+          call("onFull", fullFor);
+          var base = Math.min(60000, Math.max(fullFor * 1000, 1000 * Math.pow(2, attempt)));
+          attempt++;
+          reconnectTimer = setTimeout(function () {
+            reconnectTimer = 0;
+            connect();
+          }, base * (1 + Math.random() * 0.5));
+        });
     }
 
     function checkGame() {

@@ -50,6 +50,28 @@ pub struct Args {
     /// all of them; with `--creators spread` the games spread over every server.
     #[arg(long)]
     pub spread: Option<usize>,
+    /// Spectators of the racing games (`/ws/<id>?watch=1`), spread over the games and the
+    /// servers, open before the races start: their press-to-screen latency, frames, memory.
+    #[arg(long, default_value_t = 0)]
+    pub spectators: usize,
+    /// Idle sockets (spectators of games nobody plays) opened while the races play, from
+    /// `--open-after` seconds into the window, `--open-rate` a second: the players' latency
+    /// while they open, and memory per idle socket.
+    #[arg(long, default_value_t = 0)]
+    pub idle_sockets: usize,
+    /// Spectators and idle sockets opened per second (in all).
+    #[arg(long, default_value_t = 5000.0)]
+    pub open_rate: f64,
+    /// Seconds into the window before the idle sockets start opening.
+    #[arg(long, default_value_t = 2.0)]
+    pub open_after: f64,
+    /// Loopback source addresses the spectators and idle sockets bind (127.0.0.1 to
+    /// 127.0.0.N): each address has its own ephemeral ports towards a server.
+    #[arg(long, default_value_t = 4)]
+    pub source_addrs: usize,
+    /// Spectators whose every frame is logged for the press-to-screen latency (spread evenly).
+    #[arg(long, default_value_t = 300)]
+    pub spectator_sample: usize,
     /// What the servers speak: `robot-race` (this project's WebSocket frames) or `socketio`
     /// (Socket.IO v4, for the benchmark peer in bench/socketio/).
     #[arg(long, value_enum, default_value_t = Protocol::RobotRace)]

@@ -41,6 +41,9 @@ pub struct Shared {
 #[derive(Default)]
 pub struct PlayerStats {
     pub latencies_us: Vec<u32>,
+    /// Each counted press: when it was sent, its latency, and the version that first showed it
+    /// (spectators' press-to-screen, the latency while idle sockets were opening).
+    pub timed: Vec<(Instant, u32, u64)>,
     pub send_lag_us: Vec<u32>,
     pub sent: u64,
     pub counted: u64,

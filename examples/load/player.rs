@@ -220,6 +220,8 @@ pub async fn play(
             last_progress = arrived;
             if let Some(sent_at) = pending.pop_front() {
                 st.latencies_us.push(micros(arrived - sent_at));
+                st.timed
+                    .push((sent_at, micros(arrived - sent_at), view.version));
             }
         }
     }

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::args::Args;
+use crate::audience;
 use crate::clients::{
     create_seats, join_clients, spawn_clients, wait_connected, Phase, PlayerStats, Shared,
 };
@@ -32,6 +33,12 @@ pub fn run_race(args: &Args) {
     let rss_before: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
     let seats = create_seats(args, &vec![players; args.games]);
     let connections = seats.len();
+    let games: Vec<(usize, String)> = seats
+        .iter()
+        .filter(|s| s.admin)
+        .map(|s| (s.server, s.game_id.clone()))
+        .collect();
+    let idle_targets = audience::idle_targets(args);
     eprintln!(
         "{} games, {connections} players connecting over {} client threads…",
         args.games, args.client_threads
@@ -62,6 +69,7 @@ pub fn run_race(args: &Args) {
 
     let connected = wait_connected(&shared, connections);
     let rss_connected: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
+    let spectators = audience::open_spectators(args, &games);
     let _ = phase_tx.send(Phase::Start);
 
     // Wait until every connected player sees its race playing.
@@ -85,11 +93,19 @@ pub fn run_race(args: &Args) {
     let self_before = cpu_secs_self();
     let cpu_before: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
     let switches_before = context_switches(&args.pid);
+    let audience_frames = || spectators.as_ref().map_or(0, |s| s.crowd.frames());
+    let frames_before = audience_frames();
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let _ = phase_tx.send(Phase::Window { start, end });
     eprintln!("pressing for {} s…", args.seconds);
+    let idle = (!idle_targets.is_empty()).then(|| {
+        std::thread::sleep(Duration::from_secs_f64(args.open_after.max(0.0)));
+        eprintln!("opening {} idle sockets…", idle_targets.len());
+        audience::open_idle(args, idle_targets, end)
+    });
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let frames_in_window = audience_frames() - frames_before;
     let cpu_after: Vec<f64> = args.pid.iter().map(|p| cpu_secs(*p)).collect();
     let switches_after = context_switches(&args.pid);
     let window = start.elapsed().as_secs_f64();
@@ -346,5 +362,18 @@ pub fn run_race(args: &Args) {
         "send_lag_ms": lag.json(),
         "closed_early": closed_early,
     });
+    let mut result = result;
+    let extra = audience::report(
+        spectators,
+        idle.flatten(),
+        &results,
+        frames_in_window,
+        t.window_deliveries,
+        (!args.pid.is_empty()).then_some(cpu_total),
+        window,
+    );
+    if let (Some(r), Value::Object(extra)) = (result.as_object_mut(), extra) {
+        r.extend(extra);
+    }
     println!("RESULT {result}");
 }

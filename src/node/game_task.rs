@@ -22,6 +22,7 @@ use super::origin::Origin;
 use super::presence::{Reporter, Tracker};
 use super::role::{self, Ctx, Role};
 use super::sessions::{CloseWhy, SessionId, Sessions};
+use super::spectators::Curtain;
 use super::wire::{Command, InboxMsg};
 use super::{GameInfo, NodeError, Shared};
 use crate::bus::{BusStatus, Claim, Renewal, SaveResult};
@@ -38,10 +39,10 @@ const MAX_HELD: usize = 4096;
 pub enum GameMsg {
     /// The game, once loaded.
     Get(oneshot::Sender<Result<Game, NodeError>>),
+    /// A player's socket (spectators watch the game's stage instead).
     Connect {
         session: SessionId,
-        /// `None`: a spectator.
-        robot_id: Option<String>,
+        robot_id: String,
         sink: Box<dyn super::FrameSink>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
@@ -92,6 +93,8 @@ pub enum GameMsg {
     Subscribed,
     /// The owner's heartbeat is gone.
     OwnerGone,
+    /// The first spectator here came, or the last left: follow the game for them, or not.
+    Spectators,
     /// Shutdown, step 1: close local sessions; answer when they are gone.
     Drain(oneshot::Sender<()>),
     /// Shutdown, step 2: stop applying, commit what was applied; answer whether we owned it.
@@ -248,11 +251,10 @@ impl GameTask {
                 self.presence(Instant::now());
             }
             self.flush();
+            self.seed_spectators();
             self.check_shutdown(Instant::now());
-            self.info.sync(
-                self.game.as_ref().map(|g| g.state),
-                !self.sessions.is_empty(),
-            );
+            self.info
+                .sync(self.game.as_ref().map(|g| g.state), self.in_use());
             self.tell_interest();
             let deadline = self.next_deadline();
             if sleep.deadline() != deadline {
@@ -262,7 +264,26 @@ impl GameTask {
         if self.interested {
             self.shared.bus.interest(&self.id, false);
         }
+        self.info.stage.close(Curtain::Gone);
         self.shared.forget(&self.id, &self.info);
+    }
+
+    /// Someone here plays or watches the game.
+    fn in_use(&self) -> bool {
+        !self.sessions.is_empty() || self.info.stage.watched()
+    }
+
+    /// Spectators wait for a first state that no frame shown to players gave them (the game
+    /// was loaded, nothing changed since): the game as committed, once it is.
+    fn seed_spectators(&mut self) {
+        if !self.info.stage.wants_seed() || self.fresh || self.dirty || self.in_flight.is_some() {
+            return;
+        }
+        if let Some(game) = &self.game {
+            self.info
+                .stage
+                .shown(game.version, &crate::protocol::update_frame(game));
+        }
     }
 
     /// Tells the bus when this server starts or stops needing the game's updates: while it
@@ -270,9 +291,7 @@ impl GameTask {
     fn tell_interest(&mut self) {
         let wanted = self.replicated
             && !self.done
-            && (!self.sessions.is_empty()
-                || !self.origin.unacked.is_empty()
-                || self.origin.has_joins());
+            && (self.in_use() || !self.origin.unacked.is_empty() || self.origin.has_joins());
         if wanted != self.interested {
             self.interested = wanted;
             self.shared.bus.interest(&self.id, wanted);
@@ -409,9 +428,11 @@ impl GameTask {
                 }
             }
             GameMsg::OwnerGone => self.doubt(),
+            GameMsg::Spectators => {}
             GameMsg::Drain(reply) => {
                 let last = self.shown_frame();
                 self.sessions.close_all(CloseWhy::GoingAway, last.as_ref());
+                self.info.stage.close(Curtain::GoingAway);
                 self.draining = Some((reply, Instant::now() + self.shared.timing.drain));
             }
             GameMsg::Stop(reply) => {

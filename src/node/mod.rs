@@ -14,6 +14,7 @@ pub mod presence;
 mod registry;
 pub mod role;
 mod sessions;
+pub mod spectators;
 pub mod wire;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use registry::Node;
 #[cfg(test)]
 pub use sessions::Outbound;
 pub use sessions::{CloseWhy, FrameSink, SessionId, SinkError};
+pub use spectators::{Cue, Curtain, Seat, Watcher};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,6 +115,12 @@ pub struct Metrics {
     pub unavailable: AtomicU64,
     /// From a press reaching its owner to its update queued to the owner's local players.
     pub press_to_broadcast: Histogram,
+    /// Spectator sockets on this server (admitted, open or opening).
+    pub spectators: AtomicU64,
+    /// Spectator upgrades refused: this server had `-max-spectators` already.
+    pub spectators_refused: AtomicU64,
+    /// Frames queued to spectator sockets.
+    pub spectator_frames: AtomicU64,
 }
 
 /// A press not applied within this long after it reached the server is dropped and answered
@@ -179,6 +187,8 @@ pub struct Timing {
     pub drain: Duration,
     /// Presence: reports, host hand-over, removal of away robots.
     pub presence: presence::PresenceTiming,
+    /// The shortest time between two frames to a game's spectators (`-spectator-hz`).
+    pub spectator_period: Duration,
 }
 
 impl Timing {
@@ -195,7 +205,13 @@ impl Timing {
                 Duration::from_secs(10),
                 Duration::from_secs(30),
             ),
+            spectator_period: Timing::spectator_period(spectators::DEFAULT_SPECTATOR_HZ),
         }
+    }
+
+    /// The period of `hz` spectator frames a second (1 to 1000).
+    pub fn spectator_period(hz: u32) -> Duration {
+        Duration::from_secs(1) / hz.clamp(1, 1000)
     }
 }
 
@@ -239,10 +255,12 @@ pub struct GameInfo {
     state: AtomicU8,
     /// The owner, while a replica (for liveness checks).
     owner: Mutex<Option<String>>,
-    /// Local sessions connected (set by the task).
+    /// Local players or spectators connected (set by the task).
     has_players: AtomicBool,
     /// Distinguishes a task from the next one for the same game.
     serial: u64,
+    /// The game's spectators here, fed apart from its players.
+    stage: Arc<spectators::Stage>,
     id: String,
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::game_task::{GameTask, Start};
 use super::sessions::SessionId;
+use super::spectators::{Curtain, Seat, Watcher};
 use super::{deliver, GameHandle, GameInfo, GameMsg, Metrics, NodeError, Shared, Stats, Timing};
 use super::{GAME_ID_ALPHABET, GAME_QUEUE};
 use crate::bus::Bus;
@@ -296,17 +297,17 @@ impl Node {
         }
     }
 
-    /// Connects a session to its game (a player's, or a spectator's with no robot); the
-    /// session then talks to the game task directly.
+    /// Connects a player's session to its game; the session then talks to the game task
+    /// directly.
     pub async fn connect(
         &self,
         game_id: &str,
-        robot_id: Option<&str>,
+        robot_id: &str,
         sink: Box<dyn super::FrameSink>,
     ) -> Result<(GameHandle, SessionId), NodeError> {
         let (handle, _) = self.hold(game_id).await?;
-        let session = self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        let robot_id = robot_id.map(str::to_owned);
+        let session = self.new_session_id();
+        let robot_id = robot_id.to_owned();
         ask(&handle, FIND_TIMEOUT, |reply| GameMsg::Connect {
             session,
             robot_id,
@@ -315,6 +316,31 @@ impl Node {
         })
         .await??;
         Ok((handle, session))
+    }
+
+    /// Watches a game as a spectator, once its state is known here. Nothing of it goes
+    /// through the game's queue but the game's first spectator here (see `spectators`).
+    pub async fn watch(&self, game_id: &str, seat: Seat) -> Result<Watcher, NodeError> {
+        if self.stopping() {
+            return Err(NodeError::Unavailable);
+        }
+        let held = self.shared.games.get(game_id).filter(|h| !h.tx.is_closed());
+        let handle = match held {
+            Some(handle) => handle,
+            None => self.hold(game_id).await?.0,
+        };
+        let period = self.shared.timing.spectator_period;
+        let mut watcher = Watcher::new(handle, seat, period, &self.shared.runtime());
+        match watcher.first(FIND_TIMEOUT).await {
+            Ok(()) => Ok(watcher),
+            Err(Some(Curtain::Ended)) => Err(NodeError::NotFound),
+            Err(_) => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// A session id not used before on this server.
+    pub fn new_session_id(&self) -> SessionId {
+        self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn stats(&self) -> Stats {

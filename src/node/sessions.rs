@@ -1,4 +1,5 @@
-//! The players of one game connected to this server, and the frames sent to them.
+//! The players of one game connected to this server, and the frames sent to them (its
+//! spectators are fed apart: see `spectators`).
 //!
 //! A frame is serialised once and its bytes shared; each session's [`FrameSink`] takes it
 //! without waiting (the WebSocket writes it at once, or keeps it behind what is pending). A
@@ -80,8 +81,8 @@ impl FrameSink for mpsc::Sender<Outbound> {
 
 struct Local {
     id: SessionId,
-    /// `None`: a spectator (reads everything, changes nothing, is not a player's presence).
-    robot_id: Option<String>,
+    /// The robot this socket plays.
+    robot_id: String,
     /// Frames, straight to the socket, and the request to close it.
     sink: Box<dyn FrameSink>,
     /// Frames were skipped: the next it gets is the newest full state.
@@ -102,7 +103,7 @@ impl Sessions {
         }
     }
 
-    pub fn add(&mut self, id: SessionId, robot_id: Option<String>, sink: Box<dyn FrameSink>) {
+    pub fn add(&mut self, id: SessionId, robot_id: String, sink: Box<dyn FrameSink>) {
         self.list.push(Local {
             id,
             robot_id,
@@ -117,7 +118,7 @@ impl Sessions {
 
     /// Makes room for one more socket of `robot_id`: closes its oldest beyond the cap.
     pub fn make_room_for(&mut self, robot_id: &str) {
-        let of_robot = |s: &Local| s.robot_id.as_deref() == Some(robot_id);
+        let of_robot = |s: &Local| s.robot_id == robot_id;
         let mine = self.list.iter().filter(|s| of_robot(s)).count();
         if mine < MAX_SOCKETS_PER_ROBOT {
             return;
@@ -132,21 +133,17 @@ impl Sessions {
         }
     }
 
-    /// The robot a session plays (`None` for a spectator or an unknown session).
+    /// The robot a session plays (`None` for an unknown session).
     pub fn robot_of(&self, id: SessionId) -> Option<&str> {
         self.list
             .iter()
             .find(|s| s.id == id)
-            .and_then(|s| s.robot_id.as_deref())
+            .map(|s| s.robot_id.as_str())
     }
 
     /// The robots with at least one socket here (each once).
     pub fn robots_present(&self) -> Vec<&str> {
-        let mut robots: Vec<&str> = self
-            .list
-            .iter()
-            .filter_map(|s| s.robot_id.as_deref())
-            .collect();
+        let mut robots: Vec<&str> = self.list.iter().map(|s| s.robot_id.as_str()).collect();
         robots.sort_unstable();
         robots.dedup();
         robots

@@ -59,6 +59,8 @@ pub struct AppState {
     pub ws_frame_rate: u32,
     /// Silence after which a WebSocket is closed as gone.
     pub ws_timeout: Duration,
+    /// Spectator sockets this server takes (`-max-spectators`; 0: no limit).
+    pub max_spectators: u64,
 }
 
 /// A route whose other methods get `405 Method Not Allowed` with `Allow: <allow>`.
@@ -149,6 +151,8 @@ pub struct ApiError {
     pub(crate) status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait before trying again (`Retry-After`), when the refusal says.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -161,7 +165,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: secs` to the answer.
+    pub(crate) fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
 }
 
@@ -177,7 +188,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(serde_json::json!({
+        let mut answer = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            answer.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        answer.json(serde_json::json!({
             "error": self.code,
             "message": self.message,
         }))

@@ -115,6 +115,12 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         "Open WebSocket connections on this server.",
         &[("", m.connections.load(Relaxed))],
     );
+    metric(
+        "spectators",
+        "gauge",
+        "Spectator WebSockets on this server (at most -max-spectators).",
+        &[("", m.spectators.load(Relaxed))],
+    );
     let by_state: Vec<(String, u64)> = crate::game::State::ALL
         .iter()
         .zip(stats.by_state)
@@ -133,7 +139,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
         "Games this server owns (applies commands for).",
         &[("", stats.owned as u64)],
     );
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "games_created_total",
             "Games created on this server.",
@@ -188,6 +194,16 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> impl Responder {
             "unavailable_total",
             "Commands answered `unavailable`: they waited too long for their game's storage to be writable.",
             m.unavailable.load(Relaxed),
+        ),
+        (
+            "spectators_refused_total",
+            "Spectator upgrades refused with 503 room_full: this server had -max-spectators.",
+            m.spectators_refused.load(Relaxed),
+        ),
+        (
+            "spectator_frames_total",
+            "Frames queued to spectator sockets (the newest state, at most -spectator-hz a second per game).",
+            m.spectator_frames.load(Relaxed),
         ),
         (
             "redis_writes_total",

@@ -1,7 +1,9 @@
 //! One task per WebSocket: it reads the browser's frames, keeps the heartbeat, and closes.
 //!
-//! Frames *to* the browser do not pass through here: the game task offers them straight to
-//! the actix-ws [`Session`] (see [`super::socket`]). This task reads the [`MessageStream`]
+//! A player's frames *to* the browser do not pass through here: the game task offers them
+//! straight to the actix-ws [`Session`] (see [`super::socket`]). A spectator's do: this task
+//! writes the newest state its [`Watcher`] publishes (at most `-spectator-hz` a second),
+//! waiting for room in its own socket's queue, so a slow spectator only delays itself. This task reads the [`MessageStream`]
 //! (the frames are checked against the connection's budget before they are parsed, then
 //! parsed into [`ClientMsg`] and sent to the game's task), answers what needs an answer
 //! (errors, pongs, the close handshake), pings, and closes the socket when the browser or the
@@ -22,7 +24,8 @@ use tokio::time::Instant;
 
 use super::limits::{self, Bucket, FrameBudget, Verdict};
 use super::socket::{ConnSocket, Link, Signal};
-use crate::node::{CloseWhy, GameHandle, GameMsg, Metrics, NodeError, SessionId};
+use crate::node::Watcher;
+use crate::node::{CloseWhy, Cue, Curtain, GameHandle, GameMsg, Metrics, NodeError, SessionId};
 use crate::protocol::{error_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
 
 /// How long a session told to go waits for the browser to close, still taking its presses.
@@ -37,8 +40,8 @@ const MAX_BAD_FRAMES: u32 = 50;
 pub struct SessionCtx {
     pub game: GameHandle,
     pub id: SessionId,
-    /// A spectator's commands are refused.
-    pub spectator: bool,
+    /// A spectator's view of the game (its commands are refused).
+    pub watcher: Option<Watcher>,
     pub metrics: Arc<Metrics>,
     /// Frames a second the connection may send (see [`FrameBudget`]).
     pub frame_rate: u32,
@@ -199,13 +202,14 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
     let SessionCtx {
         game,
         id,
-        spectator,
+        mut watcher,
         metrics,
         frame_rate,
         timeout,
         link,
         socket,
     } = ctx;
+    let spectator = watcher.is_some();
     metrics.connections.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let mut reader = Reader {
@@ -283,13 +287,43 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
                     Err(_) => break Ending::Stalled,
                 }
             },
+            cue = next_cue(&mut watcher), if watcher.is_some() => match cue {
+                Cue::Frame(frame) => {
+                    if let Err(end) = say(&mut session, frame).await {
+                        break end;
+                    }
+                    metrics.spectator_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                Cue::Close(curtain) => {
+                    watcher = None;
+                    match curtain {
+                        Curtain::Ended => {
+                            let end = reason(CloseCode::Normal, "game ended");
+                            break match say(&mut session, ServerMsg::Terminated.to_frame()).await {
+                                Ok(()) => Ending::Close(end),
+                                Err(end) => end,
+                            };
+                        }
+                        Curtain::Gone => break Ending::Close(reason(CloseCode::Away, "game gone")),
+                        Curtain::GoingAway if leaving.is_none() => {
+                            leaving = Some(Instant::now() + CLOSE_WAIT);
+                            if let Err(end) = say(&mut session, ServerMsg::GoingAway.to_frame()).await {
+                                break end;
+                            }
+                        }
+                        Curtain::GoingAway => {}
+                    }
+                }
+            },
             () = tokio::time::sleep_until(leaving.unwrap_or(far)), if leaving.is_some() => {
                 break Ending::Close(reason(CloseCode::Away, "server going away"));
             }
         }
     };
-    // The game hears of it first: nothing more is sent to this socket.
-    if game.tx.try_send(GameMsg::Disconnect(id)).is_err() {
+    // The game hears of it first: nothing more is sent to this socket. (A spectator's game
+    // never knew of it: dropping its watcher is all.)
+    drop(watcher);
+    if !spectator && game.tx.try_send(GameMsg::Disconnect(id)).is_err() {
         let tx = game.tx.clone();
         actix_web::rt::spawn(async move {
             let _ = tx.send(GameMsg::Disconnect(id)).await;
@@ -297,6 +331,14 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
     }
     close(ending, id, &metrics, socket.as_ref(), &mut stream, session).await;
     metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The next frame or curtain for a spectator (never, for a player).
+async fn next_cue(watcher: &mut Option<Watcher>) -> Cue {
+    match watcher {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Ends the connection as `ending` says: the close handshake when the client still reads,

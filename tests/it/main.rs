@@ -12,5 +12,6 @@ mod pages;
 mod party;
 mod save_scripts;
 mod single;
+mod spectators;
 mod topology;
 mod websocket;

@@ -248,13 +248,18 @@ async fn a_spectator_on_a_third_server_sees_everything_and_changes_nothing() {
     );
     // The spectator is nobody's presence: still two robots, both connected.
     assert_eq!(connected(&game), [true, true]);
-    // Every version the spectator drew, in order, nothing twice.
+    // Every version the spectator drew is newer than the one before, and the last is the
+    // final state (it may skip versions: spectators get the newest state at a capped cadence).
     let versions: Vec<u64> = watch
         .history
         .iter()
         .filter_map(|g| g["version"].as_u64())
         .collect();
     assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
-    assert!(versions.len() >= 8, "missed updates: {versions:?}");
+    assert_eq!(
+        versions.last(),
+        game["version"].as_u64().as_ref(),
+        "{versions:?}"
+    );
     let _ = ann_ws.drain(Duration::from_millis(10)).await;
 }

@@ -20,30 +20,25 @@ impl GameTask {
     pub(super) fn connect(
         &mut self,
         session: SessionId,
-        robot_id: Option<String>,
+        robot_id: String,
         mut sink: Box<dyn crate::node::FrameSink>,
     ) -> Result<(), NodeError> {
         if self.stopping.is_some() || self.draining.is_some() {
             return Err(NodeError::Unavailable);
         }
         let game = self.game.as_ref().ok_or(NodeError::Unavailable)?;
-        let robot = match &robot_id {
-            Some(id) => Some(game.robot(id).ok_or(RuleError::UnknownRobot)?),
-            None => None,
-        };
+        let robot = game.robot(&robot_id).ok_or(RuleError::UnknownRobot)?;
         let welcome = ServerMsg::Welcome {
-            robot_id: robot.map(|r| r.id.as_str()),
-            admin: robot.is_some_and(|r| r.admin),
+            robot_id: Some(robot.id.as_str()),
+            admin: robot.admin,
             game: game.view(),
         }
         .to_frame();
         sink.try_frame(welcome)
             .map_err(|_| NodeError::Unavailable)?;
         self.shown = self.shown.max(game.version);
-        if let Some(robot_id) = &robot_id {
-            self.sessions.make_room_for(robot_id);
-            self.presence_check = true;
-        }
+        self.sessions.make_room_for(&robot_id);
+        self.presence_check = true;
         self.sessions.add(session, robot_id, sink);
         Ok(())
     }

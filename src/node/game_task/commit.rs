@@ -210,6 +210,7 @@ impl GameTask {
                 None
             };
             self.sessions.send_all(frame, resync.as_ref());
+            self.info.stage.shown(version, frame);
         }
     }
 

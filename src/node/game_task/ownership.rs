@@ -339,6 +339,7 @@ impl GameTask {
             let frame = ServerMsg::Terminated.to_frame();
             self.sessions
                 .close_all(crate::node::sessions::CloseWhy::Terminated, Some(&frame));
+            self.info.stage.close(crate::node::Curtain::Ended);
         }
         for reply in self.waiting.drain(..) {
             let _ = reply.send(Err(why.clone()));

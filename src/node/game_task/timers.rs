@@ -94,7 +94,7 @@ impl GameTask {
 
     /// A replica nobody here uses: no players, nothing waiting.
     fn forgettable(&self) -> bool {
-        self.sessions.is_empty()
+        !self.in_use()
             && self.origin.unacked.is_empty()
             && !self.origin.has_joins()
             && self.held.is_empty()

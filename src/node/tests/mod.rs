@@ -57,10 +57,7 @@ struct Player {
 
 async fn seat(node: &Node, game_id: &str, robot_id: &str) -> Player {
     let (tx, rx) = mpsc::channel(1024);
-    let (game, session) = node
-        .connect(game_id, Some(robot_id), Box::new(tx))
-        .await
-        .unwrap();
+    let (game, session) = node.connect(game_id, robot_id, Box::new(tx)).await.unwrap();
     let mut p = Player {
         game,
         session,

@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::{name, node, race, scores, seat, Player};
 use crate::bus::local::LocalCluster;
 use crate::game::GameConfig;
-use crate::node::{GameMsg, Node, Outbound};
+use crate::node::{Cue, GameMsg, Node, Seat};
 use crate::protocol::ClientMsg;
 
 impl Player {
@@ -124,8 +123,10 @@ async fn leaving_in_setup_removes_and_mid_race_stays_away() {
     cat.wait(|g| scores(g) == [0, 1]).await;
 }
 
+/// A spectator on a third server (which did not hold the game: it loads it for them) gets its
+/// welcome at once, the newest state after a change, and is nobody's presence.
 #[tokio::test(start_paused = true)]
-async fn spectators_see_every_update_and_are_not_players() {
+async fn spectators_get_the_newest_state_and_are_not_players() {
     let cluster = LocalCluster::new();
     let (a, b, c) = (
         node(&cluster, "a"),
@@ -133,23 +134,27 @@ async fn spectators_see_every_update_and_are_not_players() {
         node(&cluster, "c"),
     );
     let (id, mut ann, mut bob) = race(&a, &b).await;
-    let (tx, mut rx) = mpsc::channel(1024);
-    let (_game, _session) = c.connect(&id, None, Box::new(tx)).await.unwrap();
-    let Some(Outbound::Frame(welcome)) = rx.recv().await else {
-        panic!("no welcome")
-    };
-    let welcome: Value = serde_json::from_str(&welcome).unwrap();
+    let seat = Seat::take(&c.metrics_handle(), 0).unwrap();
+    let asked = tokio::time::Instant::now();
+    let mut watcher = c.watch(&id, seat).await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    let welcome: Value = serde_json::from_str(&watcher.welcome().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["robot_id"], Value::Null);
     assert_eq!(connected(&welcome["game"]), [true, true]);
     bob.send(ClientMsg::ScorePoint);
     ann.wait(|g| scores(g) == [0, 1]).await;
-    let mut last = Value::Null;
-    while let Ok(Some(Outbound::Frame(f))) =
-        tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
-    {
-        last = serde_json::from_str(&f).unwrap();
-    }
-    assert_eq!(last["scores"], serde_json::json!([0, 1]), "{last}");
+    let frame = match tokio::time::timeout(Duration::from_secs(2), watcher.next()).await {
+        Ok(Cue::Frame(f)) => f,
+        _ => panic!("no frame after the press"),
+    };
+    let last: Value = serde_json::from_str(&frame).unwrap();
+    assert_eq!(last["type"], "game_update");
+    assert_eq!(scores(&last["game"]), [0, 1], "{last}");
     // A spectator is nobody's presence: the players are still the two of them.
     bob.wait(|g| connected(g) == [true, true]).await;
 }

@@ -116,7 +116,7 @@ async fn a_session_that_falls_behind_is_skipped_then_gets_the_newest_state() {
     assert!(node.join(&id, name("cy")).await.is_err());
     let (tx, mut stalled) = mpsc::channel(4);
     let (game, _) = node
-        .connect(&id, Some(&ann_robot(&ann)), Box::new(tx))
+        .connect(&id, &ann_robot(&ann), Box::new(tx))
         .await
         .unwrap();
     for _ in 0..10 {

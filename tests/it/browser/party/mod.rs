@@ -3,10 +3,12 @@
 //! player reopens the invite link (and goes Back, Forward, reload) and is back as the same
 //! robot, and Leave in setup removes it ([`rejoin`]); a spectator page at TV size (1920×1080)
 //! on a third server shows the QR code in setup, the race live and the winner, and changes
-//! nothing ([`spectator`]). Screenshots in `target/e2e/party-<moment>.png`.
+//! nothing ([`spectator`]); a TV refused by a full server says the room is full and comes in
+//! once a seat frees up ([`full_room`]). Screenshots in `target/e2e/party-<moment>.png`.
 //!
 //! Here: what the three share (the servers, browsers at a size, the page watchers and readers).
 
+mod full_room;
 mod host;
 mod rejoin;
 mod spectator;
