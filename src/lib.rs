@@ -11,6 +11,8 @@
 //! | [`bus`] | the only link to other servers: the [`bus::Bus`] trait, Redis ([`bus::redis`]) and in-memory ([`bus::local`]) |
 //! | [`web`] | pages, JSON API, WebSocket upgrade and sessions, health and metrics |
 //! | [`token`] | player tokens that every server of a cluster accepts |
+//! | [`measure`] | lock-free histograms and error counts that `node`, `bus` and `web` record into and `/metrics` reads |
+//! | [`logs`] | the log line formats: env_logger's text, or one JSON object a line (`-log-format`) |
 //! | [`static_files`] | `static/`, compiled in |
 //!
 //! Data flow: browser ⇄ [`web`] session task ⇄ its game's task ([`node`]) ⇄ [`game`] rules. An
@@ -26,6 +28,8 @@
 pub mod bus;
 pub mod config;
 pub mod game;
+pub mod logs;
+pub mod measure;
 pub mod node;
 pub mod protocol;
 pub mod static_files;

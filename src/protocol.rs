@@ -85,6 +85,7 @@ pub fn scores_frame(version: u64, scores: impl Iterator<Item = u32>) -> ByteStri
 }
 
 pub fn error_frame(code: &str, message: &str) -> ByteString {
+    crate::measure::ERRORS.count(crate::measure::Via::Ws, code);
     ServerMsg::Error {
         error: code,
         message,

@@ -8,12 +8,13 @@
 //! command is thus applied exactly once, or its player is told it could not be.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::wire::{Cmd, Command};
-use super::NodeError;
+use super::{Metrics, NodeError};
 use crate::game::Game;
 
 /// Commands kept for one game before new ones are refused (`unavailable`).
@@ -23,6 +24,8 @@ pub struct Pending {
     pub command: Command,
     /// When it was last sent to another server (`None`: not sent yet).
     pub sent: Option<Instant>,
+    /// A press: when it reached this server (for `press_to_ack`).
+    pub arrived: Option<Instant>,
 }
 
 type JoinReply = oneshot::Sender<Result<(), NodeError>>;
@@ -35,16 +38,19 @@ pub struct Origin {
     pub unacked: VecDeque<Pending>,
     /// Joins waiting for their robot to be committed: (number, robot id, reply).
     joins: Vec<(u64, String, JoinReply)>,
+    /// Where an acknowledged press's wait is recorded (`press_to_ack`).
+    metrics: Arc<Metrics>,
 }
 
 impl Origin {
-    pub fn new(instance: String, node_id: String) -> Origin {
+    pub fn new(instance: String, node_id: String, metrics: Arc<Metrics>) -> Origin {
         Origin {
             instance,
             node_id,
             last_seq: 0,
             unacked: VecDeque::new(),
             joins: Vec::new(),
+            metrics,
         }
     }
 
@@ -60,8 +66,16 @@ impl Origin {
         self.unacked.len() >= MAX_UNACKED
     }
 
-    /// The next command; kept until acknowledged when `keep` (a replicated game).
-    pub fn number(&mut self, robot_id: &str, session: u64, cmd: Cmd, keep: bool) -> Command {
+    /// The next command; kept until acknowledged when `keep` (a replicated game). `arrived`:
+    /// a press, and when it reached this server.
+    pub fn number(
+        &mut self,
+        robot_id: &str,
+        session: u64,
+        cmd: Cmd,
+        keep: bool,
+        arrived: Option<Instant>,
+    ) -> Command {
         self.last_seq += 1;
         let command = Command {
             origin: self.instance.clone(),
@@ -75,6 +89,7 @@ impl Origin {
             self.unacked.push_back(Pending {
                 command: command.clone(),
                 sent: None,
+                arrived,
             });
         }
         command
@@ -112,7 +127,9 @@ impl Origin {
     /// Our commands up to `upto` are committed; `game` tells whether joins among them worked.
     pub fn ack_upto(&mut self, upto: u64, game: &Game) {
         while self.unacked.front().is_some_and(|p| p.command.seq <= upto) {
-            self.unacked.pop_front();
+            if let Some(arrived) = self.unacked.pop_front().and_then(|p| p.arrived) {
+                self.metrics.press_to_ack.observe(arrived.elapsed());
+            }
         }
         let (done, waiting): (Vec<_>, Vec<_>) =
             self.joins.drain(..).partition(|(seq, _, _)| *seq <= upto);

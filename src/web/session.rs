@@ -207,6 +207,9 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
         socket,
     } = ctx;
     metrics.connections.fetch_add(1, Ordering::Relaxed);
+    metrics
+        .spectators
+        .fetch_add(u64::from(spectator), Ordering::Relaxed);
     let now = Instant::now();
     let mut reader = Reader {
         game: game.clone(),
@@ -297,6 +300,9 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
     }
     close(ending, id, &metrics, socket.as_ref(), &mut stream, session).await;
     metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    metrics
+        .spectators
+        .fetch_sub(u64::from(spectator), Ordering::Relaxed);
 }
 
 /// Ends the connection as `ending` says: the close handshake when the client still reads,

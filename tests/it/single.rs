@@ -382,7 +382,7 @@ async fn health_metrics_and_stats() {
         "robot_race_games{state=\"setup\"} 1",
         "robot_race_games{state=\"playing\"} 1",
         "robot_race_games_created_total 2",
-        "# TYPE robot_race_presses_total counter",
+        "# TYPE robot_race_presses counter",
         "robot_race_presses_total 3",
         "# TYPE robot_race_press_to_broadcast_seconds histogram",
         "robot_race_press_to_broadcast_seconds_bucket{le=\"+Inf\"} 3",

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, Inner};
+use crate::bus::stats::BusStats;
 use crate::bus::{Save, SaveResult, Stored};
 
 pub enum Write {
@@ -150,7 +151,7 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                         .arg(inner.lease_ms())
                         .arg(third)
                         .arg(names.game_channel(id))
-                        .arg(&save.publish)
+                        .arg(BusStats::stamp(&save.publish))
                         .arg(STATE_TTL_SECS)
                 }
                 Write::Terminate { publish } => cmd
@@ -174,11 +175,12 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
     let sent_at = Instant::now();
     match conn.all::<i64>(cmds).await {
         Ok(mut answers) => {
+            inner.stats.save_latency.observe(sent_at.elapsed());
             answers.truncate(batch.len());
             inner
                 .writes_done
                 .fetch_add(answers.len() as u64, Ordering::Relaxed);
-            answers
+            let results: Vec<_> = answers
                 .into_iter()
                 .map(|a| match a {
                     1 => SaveResult::Saved { sent_at },
@@ -186,7 +188,15 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                     3 => SaveResult::Stale,
                     _ => SaveResult::Fenced,
                 })
-                .collect()
+                .collect();
+            let count = |r: SaveResult| results.iter().filter(|x| **x == r).count();
+            let fenced = count(SaveResult::Fenced);
+            inner
+                .stats
+                .fenced
+                .fetch_add(fenced as u64, Ordering::Relaxed);
+            inner.stats.lost_leases(fenced + count(SaveResult::Unowned));
+            results
         }
         Err(e) => {
             inner.failed("save", &e);
