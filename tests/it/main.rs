@@ -8,6 +8,7 @@ mod deploy;
 mod faults;
 mod hardening;
 mod helpers;
+mod monitoring;
 mod pages;
 mod party;
 mod save_scripts;
