@@ -8,6 +8,7 @@ mod deploy;
 mod faults;
 mod hardening;
 mod helpers;
+mod k8s;
 mod monitoring;
 mod pages;
 mod party;
