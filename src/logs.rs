@@ -2,8 +2,8 @@
 //! one JSON object a line for a log collector:
 //!
 //! ```json
-//! {"time":"2026-12-03T08:31:15.123Z","level":"INFO","target":"robot_race::node::registry",
-//!  "message":"game Ab3dE9xY: robot Xk2 joined","node_id":"app1","game_id":"Ab3dE9xY"}
+//! {"game_id":"Ab3dE9xY","level":"INFO","message":"game Ab3dE9xY: robot Xk2 joined",
+//!  "node_id":"app1","target":"robot_race::node::game_task::commands","time":"2026-12-03T08:31:15.123Z"}
 //! ```
 //!
 //! `node_id` is this server's ([`set_node_id`], once it is known); `game_id` is there when the
