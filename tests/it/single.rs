@@ -416,6 +416,7 @@ fn help_lists_every_flag_with_its_env_and_bad_redis_urls_fail_at_start() {
         ("--redis-sentinel-password", "REDIS_SENTINEL_PASSWORD"),
         ("--redis-cluster", "REDIS_CLUSTER_NODES"),
         ("--subscribe", "REDIS_SUBSCRIBE"),
+        ("--log-format", "LOG_FORMAT"),
         ("--same-thread", "SAME_THREAD"),
         ("--host-handover-ms", "HOST_HANDOVER_MS"),
         ("--away-remove-ms", "AWAY_REMOVE_MS"),

@@ -140,12 +140,19 @@ async fn json_logs_are_one_object_a_line_with_the_node_and_the_game() {
     let mut ann = connect(&server, &joined).await;
     ann.wait_game(SECS(10), |g| g["id"] == json!(joined.game_id))
         .await;
-    let needle = format!("game {}: created on node logger1", joined.game_id);
-    assert!(
-        server.logs.wait_for(&needle, SECS(10)),
-        "{}",
-        server.logs.all()
-    );
+    for needle in [
+        format!("game {}: created on node logger1", joined.game_id),
+        format!(
+            "game {}: robot {} connected from",
+            joined.game_id, joined.robot_id
+        ),
+    ] {
+        assert!(
+            server.logs.wait_for(&needle, SECS(10)),
+            "{needle}:\n{}",
+            server.logs.all()
+        );
+    }
     let lines = server.logs.all();
     let mut about_the_game = 0;
     for line in lines.lines().filter(|l| l.starts_with('{')) {
