@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::logs::LogFormat;
+
 /// Robot Race: a real-time multiplayer browser race game server.
 ///
 /// Without a Redis address it runs alone (single-server mode). With `-redis` it joins every other
@@ -151,6 +153,11 @@ pub struct Config {
     /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
     #[arg(long, env = "TRUST_PROXY")]
     pub trust_proxy: bool,
+
+    /// Log lines as text (`[time LEVEL target] message`) or as one JSON object a line (time,
+    /// level, target, message, node_id, game_id) for a log collector.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// `-subscribe`: how a server hears other servers' game updates.

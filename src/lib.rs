@@ -11,6 +11,8 @@
 //! | [`bus`] | the only link to other servers: the [`bus::Bus`] trait, Redis ([`bus::redis`]) and in-memory ([`bus::local`]) |
 //! | [`web`] | pages, JSON API, WebSocket upgrade and sessions, health and metrics |
 //! | [`token`] | player tokens that every server of a cluster accepts |
+//! | [`measure`] | lock-free histograms and error counts that `node`, `bus` and `web` record into and `/metrics` reads |
+//! | [`logs`] | the log line formats: env_logger's text, or one JSON object a line (`-log-format`) |
 //! | [`static_files`] | `static/`, compiled in |
 //! | [`open_files`] | the open-files limit (one descriptor per socket), raised at start |
 //!
@@ -27,6 +29,8 @@
 pub mod bus;
 pub mod config;
 pub mod game;
+pub mod logs;
+pub mod measure;
 pub mod node;
 pub mod open_files;
 pub mod protocol;

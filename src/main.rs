@@ -4,13 +4,13 @@
 //! run on a multi-thread tokio runtime with a thread per core.
 
 use robot_race::config::Config;
-use robot_race::{Application, StopSignals};
+use robot_race::{logs, Application, StopSignals};
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = Config::from_args();
+    logs::init(config.log_format);
     // rustls (for rediss://) needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = Config::from_args();
     robot_race::open_files::raise_and_log(config.max_spectators);
     // Same-thread mode: no game runtime, the one HTTP worker runs the games.
     let games = (!config.same_thread).then(|| {
@@ -38,6 +38,7 @@ fn main() {
                 std::process::exit(2);
             }
         };
+        logs::set_node_id(app.node().node_id());
         log::info!("Listening on http://{}", app.addr());
         app.run_until_stopped(signals).await
     });

@@ -117,6 +117,7 @@ pub fn spectator_frames(game_json: &str) -> (ByteString, ByteString) {
 }
 
 pub fn error_frame(code: &str, message: &str) -> ByteString {
+    crate::measure::ERRORS.count(crate::measure::Via::Ws, code);
     ServerMsg::Error {
         error: code,
         message,

@@ -16,6 +16,7 @@
 
 pub mod local;
 pub mod redis;
+pub mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -217,6 +218,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Commands sent to Redis (each command of a pipeline counted), for `/metrics`.
     fn commands_sent(&self) -> u64 {
         0
+    }
+
+    /// Save latency, relay lag, fenced writes and lost leases, for `/metrics` (`None`: no
+    /// Redis).
+    fn stats(&self) -> Option<&stats::BusStats> {
+        None
     }
 }
 

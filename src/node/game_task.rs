@@ -187,7 +187,11 @@ impl GameTask {
         let replicated = shared.bus.replicated();
         GameTask {
             sessions: Sessions::new(shared.metrics.clone()),
-            origin: Origin::new(shared.instance.clone(), shared.node_id.clone()),
+            origin: Origin::new(
+                shared.instance.clone(),
+                shared.node_id.clone(),
+                shared.metrics.clone(),
+            ),
             id,
             info,
             rx,

@@ -27,6 +27,8 @@ pub use sessions::Outbound;
 pub use sessions::{CloseWhy, FrameSink, SessionId, SinkError};
 pub use spectators::{Cue, Curtain, Seat, Watcher};
 
+pub use crate::measure::Histogram;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,51 +123,14 @@ pub struct Metrics {
     pub spectators_refused: AtomicU64,
     /// Frames queued to spectator sockets.
     pub spectator_frames: AtomicU64,
+    /// From a local player's press reaching this server to a committed state showing it
+    /// applied (the owner's save, or its published update): what the presser waits for.
+    pub press_to_ack: Histogram,
 }
 
 /// A press not applied within this long after it reached the server is dropped and answered
 /// `overloaded` (PROTOCOL.md): never queued for seconds.
 pub const OVERLOAD_AGE: Duration = Duration::from_millis(250);
-
-/// A Prometheus histogram of durations: cumulative buckets, sum and count, lock-free.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; Histogram::BOUNDS.len()],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    /// Upper bounds of the buckets, in seconds.
-    pub const BOUNDS: [f64; 12] = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    ];
-
-    pub fn observe(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = Self::BOUNDS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Cumulative counts per bound, the sum in seconds, and the count.
-    pub fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
-        let mut total = 0;
-        let buckets = Self::BOUNDS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(bound, n)| {
-                total += n.load(Ordering::Relaxed);
-                (*bound, total)
-            })
-            .collect();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        (buckets, sum, self.count.load(Ordering::Relaxed))
-    }
-}
 
 /// Timings, from the configuration (shortened in tests).
 #[derive(Debug, Clone)]

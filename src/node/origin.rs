@@ -8,12 +8,13 @@
 //! command is thus applied exactly once, or its player is told it could not be.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::wire::{Cmd, Command};
-use super::NodeError;
+use super::{Metrics, NodeError};
 use crate::game::Game;
 
 /// Commands kept for one game before new ones are refused (`unavailable`).
@@ -25,6 +26,8 @@ pub struct Pending {
     pub sent: Option<Instant>,
     /// When its player sent it.
     pub at: Instant,
+    /// A press: when it reached this server (for `press_to_ack`).
+    pub arrived: Option<Instant>,
 }
 
 type JoinReply = oneshot::Sender<Result<(), NodeError>>;
@@ -37,16 +40,19 @@ pub struct Origin {
     pub unacked: VecDeque<Pending>,
     /// Joins waiting for their robot to be committed: (number, robot id, reply).
     joins: Vec<(u64, String, JoinReply)>,
+    /// Where an acknowledged press's wait is recorded (`press_to_ack`).
+    metrics: Arc<Metrics>,
 }
 
 impl Origin {
-    pub fn new(instance: String, node_id: String) -> Origin {
+    pub fn new(instance: String, node_id: String, metrics: Arc<Metrics>) -> Origin {
         Origin {
             instance,
             node_id,
             last_seq: 0,
             unacked: VecDeque::new(),
             joins: Vec::new(),
+            metrics,
         }
     }
 
@@ -62,8 +68,16 @@ impl Origin {
         self.unacked.len() >= MAX_UNACKED
     }
 
-    /// The next command; kept until acknowledged when `keep` (a replicated game).
-    pub fn number(&mut self, robot_id: &str, session: u64, cmd: Cmd, keep: bool) -> Command {
+    /// The next command; kept until acknowledged when `keep` (a replicated game). `arrived`:
+    /// a press, and when it reached this server.
+    pub fn number(
+        &mut self,
+        robot_id: &str,
+        session: u64,
+        cmd: Cmd,
+        keep: bool,
+        arrived: Option<Instant>,
+    ) -> Command {
         self.last_seq += 1;
         let command = Command {
             origin: self.instance.clone(),
@@ -78,6 +92,7 @@ impl Origin {
                 command: command.clone(),
                 sent: None,
                 at: Instant::now(),
+                arrived,
             });
         }
         command
@@ -145,7 +160,9 @@ impl Origin {
     /// Our commands up to `upto` are committed; `game` tells whether joins among them worked.
     pub fn ack_upto(&mut self, upto: u64, game: &Game) {
         while self.unacked.front().is_some_and(|p| p.command.seq <= upto) {
-            self.unacked.pop_front();
+            if let Some(arrived) = self.unacked.pop_front().and_then(|p| p.arrived) {
+                self.metrics.press_to_ack.observe(arrived.elapsed());
+            }
         }
         let (done, waiting): (Vec<_>, Vec<_>) =
             self.joins.drain(..).partition(|(seq, _, _)| *seq <= upto);

@@ -17,6 +17,7 @@
 
 mod api;
 mod limits;
+mod metrics;
 mod ops;
 mod pages;
 pub mod proxy;
@@ -109,7 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(pages::game_page)
             .head(pages::game_page),
     )
-    .service(page("/ws/{id}", "GET").get(ws::upgrade))
+    .service(page("/ws/{id}", "GET").get(ops::upgrade_counted))
     .service(
         page("/_stats", "GET, HEAD")
             .get(ops::stats)
@@ -176,6 +177,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error code the body carries.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -188,6 +196,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        crate::measure::ERRORS.count(crate::measure::Via::Http, self.code);
         let mut answer = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {
             answer.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));

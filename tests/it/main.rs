@@ -8,6 +8,8 @@ mod deploy;
 mod faults;
 mod hardening;
 mod helpers;
+mod k8s;
+mod monitoring;
 mod pages;
 mod party;
 mod save_scripts;

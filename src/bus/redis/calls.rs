@@ -165,7 +165,9 @@ impl Bus for RedisBus {
                             2 => Renewal::Unowned,
                             _ => Renewal::Taken,
                         })
-                        .collect();
+                        .collect::<Vec<_>>();
+                    let lost = answers.iter().filter(|a| **a != Renewal::Held).count();
+                    inner.stats.lost_leases(lost);
                     (sent_at, answers)
                 }
                 Err(e) => {
@@ -320,6 +322,10 @@ impl Bus for RedisBus {
             game: self.inner.heard_game.load(Ordering::Relaxed),
             inbox: self.inner.heard_inbox.load(Ordering::Relaxed),
         }
+    }
+
+    fn stats(&self) -> Option<&crate::bus::stats::BusStats> {
+        Some(&self.inner.stats)
     }
 
     fn commands_sent(&self) -> u64 {

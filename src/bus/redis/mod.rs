@@ -110,6 +110,8 @@ struct Inner {
     /// Pub/sub messages received on game channels and in the inbox, for `/metrics`.
     heard_game: AtomicU64,
     heard_inbox: AtomicU64,
+    /// Latencies, fenced writes and lost leases, for `/metrics`.
+    stats: super::stats::BusStats,
     /// The `host:port` connected to last (with Sentinel: the master), for logs and `/health`.
     current: Mutex<Option<String>>,
     /// Per-game mode: the games whose channel this server wants to hear.
@@ -139,6 +141,7 @@ impl RedisBus {
                 commands: AtomicU64::new(0),
                 heard_game: AtomicU64::new(0),
                 heard_inbox: AtomicU64::new(0),
+                stats: Default::default(),
                 current: Mutex::new(None),
                 wanted: Mutex::new(HashSet::new()),
                 interest_changed: Notify::new(),

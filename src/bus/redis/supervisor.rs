@@ -377,6 +377,7 @@ impl Inner {
                                 events.inbox(&payload);
                             } else if let Some(game_id) = self.names.game_of(&channel) {
                                 self.heard_game.fetch_add(1, Ordering::Relaxed);
+                                self.stats.heard(&payload);
                                 events.relayed(game_id, &payload);
                             }
                         }

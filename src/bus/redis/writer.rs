@@ -11,6 +11,7 @@ use tokio::sync::{watch, Notify};
 
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, Inner};
+use crate::bus::stats::BusStats;
 use crate::bus::{Save, SaveResult};
 
 pub enum Write {
@@ -138,7 +139,7 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                     .arg(node)
                     .arg(&save.stored)
                     .arg(names.game_channel(id))
-                    .arg(&save.publish)
+                    .arg(BusStats::stamp(&save.publish))
                     .arg(STATE_TTL_SECS),
                 Write::Terminate { publish } => cmd
                     .arg(inner.scripts.terminate.get_hash())
@@ -158,20 +159,30 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
         cmds.push(incr);
     }
     inner.sent(cmds.len());
+    let sent_at = std::time::Instant::now();
     match conn.all::<i64>(cmds).await {
         Ok(mut answers) => {
+            inner.stats.save_latency.observe(sent_at.elapsed());
             answers.truncate(batch.len());
             inner
                 .writes_done
                 .fetch_add(answers.len() as u64, Ordering::Relaxed);
-            answers
+            let results: Vec<_> = answers
                 .into_iter()
                 .map(|a| match a {
                     1 => SaveResult::Saved,
                     2 => SaveResult::Unowned,
                     _ => SaveResult::Fenced,
                 })
-                .collect()
+                .collect();
+            let count = |r: SaveResult| results.iter().filter(|x| **x == r).count();
+            let fenced = count(SaveResult::Fenced);
+            inner
+                .stats
+                .fenced
+                .fetch_add(fenced as u64, Ordering::Relaxed);
+            inner.stats.lost_leases(fenced + count(SaveResult::Unowned));
+            results
         }
         Err(e) => {
             inner.failed("save", &e);

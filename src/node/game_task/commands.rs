@@ -72,7 +72,10 @@ impl GameTask {
                 .send_to(session, error_frame(err.code(), &err.to_string()));
             return;
         }
-        let command = self.origin.number(&robot_id, session, cmd, self.replicated);
+        let arrived = (cmd == Cmd::ScorePoint).then_some(at);
+        let command = self
+            .origin
+            .number(&robot_id, session, cmd, self.replicated, arrived);
         self.arrival = Some(at);
         self.route(command, true);
         self.arrival = None;
@@ -91,7 +94,7 @@ impl GameTask {
         let cmd = Cmd::Join {
             name: name.as_str().to_owned(),
         };
-        let command = self.origin.number(&robot_id, 0, cmd, self.replicated);
+        let command = self.origin.number(&robot_id, 0, cmd, self.replicated, None);
         self.origin.wait_join(command.seq, robot_id, reply);
         self.route(command, true);
     }

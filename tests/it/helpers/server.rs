@@ -63,7 +63,9 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.split("Listening on http://").nth(1) {
-                        break rest.trim().parse::<SocketAddr>().expect("listen address");
+                        // A JSON log line (`-log-format json`) goes on after the address.
+                        let addr = rest.split('"').next().unwrap_or(rest);
+                        break addr.trim().parse::<SocketAddr>().expect("listen address");
                     }
                 }
                 Err(_) => {
