@@ -117,8 +117,9 @@ async fn browser_cross_site_form_is_refused() {
         "a forged join got in: {now}"
     );
 
-    // The name field counts as the server does: eight emoji (one with a skin tone, one a
-    // family of joined emoji) are eight, and fit; eleven do not.
+    // The name field counts as the server does: four emoji (one with a skin tone, one a
+    // family of joined emoji) are four in 34 bytes, and fit; eight are over 40 bytes and
+    // eleven over 10 characters: neither does.
     b.goto(&server.url("/")).await;
     b.wait_page("/", "#start-game").await;
     let valid = |name: &str| {
@@ -127,13 +128,12 @@ async fn browser_cross_site_form_is_refused() {
              f.dispatchEvent(new Event('input')); return [f.value, f.validity.valid];"
         )
     };
+    let four = "😀👍🏽👨‍👩‍👧🎉";
+    let got = b.js(&valid(four), vec![]).await;
+    assert_eq!(got, json!([four, true]), "four emoji should fit the field");
     let eight = "😀👍🏽👨‍👩‍👧🎉🚀🔥✨🤖";
     let got = b.js(&valid(eight), vec![]).await;
-    assert_eq!(
-        got,
-        json!([eight, true]),
-        "eight emoji should fit the field"
-    );
+    assert_eq!(got[1], false, "eight emoji are over 40 bytes: {got}");
     let eleven = "😀😀😀😀😀😀😀😀😀😀😀";
     let got = b.js(&valid(eleven), vec![]).await;
     assert_eq!(got[1], false, "eleven emoji should not: {got}");
