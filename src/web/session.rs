@@ -222,7 +222,11 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
         told_rate_limited: false,
         bad_frames: 0,
     };
-    let mut heartbeat = tokio::time::interval(timeout / 3);
+    // Each socket's pings at its own phase: thousands of sockets opened in the same few
+    // seconds would otherwise all ping at once, every period, in front of the players' frames.
+    let every = timeout / 3;
+    let phase = every.mul_f64(rand::random::<f64>());
+    let mut heartbeat = tokio::time::interval_at(now + phase, every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = now;
     // Set once told to go: when we close the socket ourselves.
