@@ -360,14 +360,7 @@ async fn close(
         Ending::Answer(why) => (why, false),
         Ending::Close(why) => (why, true),
         Ending::Stalled => {
-            log::info!("session {id}: closed, it does not read its updates");
-            metrics
-                .sessions_dropped_slow
-                .fetch_add(1, Ordering::Relaxed);
-            if let Some(socket) = socket {
-                socket.abort();
-            }
-            return;
+            return cut(id, metrics, socket);
         }
     };
     if tokio::time::timeout(WRITE_TIMEOUT, session.close(Some(why)))
@@ -375,14 +368,7 @@ async fn close(
         .is_err()
     {
         // Not even the close frame fits: the client stopped reading.
-        log::info!("session {id}: closed, it does not read its updates");
-        metrics
-            .sessions_dropped_slow
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(socket) = socket {
-            socket.abort();
-        }
-        return;
+        return cut(id, metrics, socket);
     }
     if wait_for_peer {
         // Give the browser a moment to answer the close, so the connection ends cleanly
@@ -395,5 +381,16 @@ async fn close(
             }
         })
         .await;
+    }
+}
+
+/// A client that stopped reading: nothing can reach it, so its connection is reset.
+fn cut(id: SessionId, metrics: &Metrics, socket: Option<&ConnSocket>) {
+    log::info!("session {id}: closed, it does not read its updates");
+    metrics
+        .sessions_dropped_slow
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(socket) = socket {
+        socket.abort();
     }
 }
