@@ -88,6 +88,8 @@ struct Store {
     cut: HashMap<String, bool>,
     states: HashMap<String, String>,
     owners: HashMap<String, (String, Instant)>,
+    /// Each game's ownership epoch: every claim takes the next one, every write checks it.
+    epochs: HashMap<String, u64>,
     alive: HashMap<String, Instant>,
     /// Who hears what is published: each server's events.
     members: HashMap<String, Arc<dyn BusEvents>>,
@@ -156,6 +158,7 @@ impl LocalCluster {
             if empty {
                 store.states.clear();
                 store.owners.clear();
+                store.epochs.clear();
                 store.alive.clear();
                 store.created = 0;
             }
@@ -261,7 +264,9 @@ impl Bus for LocalBus {
             return SaveOutcome::Down;
         };
         let now = Instant::now();
+        let epoch = store.epochs.get(game_id).copied();
         let result = match store.owner(game_id, now) {
+            Some(o) if o == self.node_id && epoch != Some(save.epoch) => SaveResult::Fenced,
             Some(o) if o == self.node_id => {
                 store.states.insert(game_id.to_owned(), save.stored);
                 self.writes.fetch_add(1, Ordering::Relaxed);
@@ -280,15 +285,18 @@ impl Bus for LocalBus {
         SaveOutcome::Pending
     }
 
-    fn terminate(&self, game_id: &str, publish: String) {
+    fn terminate(&self, game_id: &str, publish: String, epoch: u64) {
         let Some(mut store) = self.store() else {
             return;
         };
         let now = Instant::now();
-        if store.owner(game_id, now).is_some_and(|o| o != self.node_id) {
+        if store.owner(game_id, now).is_some_and(|o| o != self.node_id)
+            || store.epochs.get(game_id).is_some_and(|e| *e != epoch)
+        {
             return;
         }
         store.owners.remove(game_id);
+        store.epochs.remove(game_id);
         store.states.remove(game_id);
         let listeners = store.listeners(&self.node_id);
         drop(store);
@@ -334,10 +342,13 @@ impl Bus for LocalBus {
                 }
                 (None, None) => return Claim::Gone,
             };
+            let epoch = store.epochs.entry(game_id.clone()).or_default();
+            *epoch += 1;
+            let epoch = *epoch;
             store
                 .owners
                 .insert(game_id, (self.node_id.clone(), now + self.lease));
-            Claim::Claimed { stored }
+            Claim::Claimed { stored, epoch }
         })
     }
 

@@ -49,6 +49,9 @@ pub struct Save {
     pub stored: String,
     /// The message published on `game:<id>`.
     pub publish: String,
+    /// The epoch of the claim that made this server the owner: the write is refused if a
+    /// later claim took a newer one.
+    pub epoch: u64,
 }
 
 /// What [`Bus::save`] did at once.
@@ -76,8 +79,9 @@ pub enum SaveResult {
 /// The answer to [`Bus::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// We own the game now (or already did); here is its stored JSON.
-    Claimed { stored: String },
+    /// We own the game now (or already did); here is its stored JSON, and the epoch this
+    /// claim took (higher than any earlier claim's: it fences writes and numbers versions).
+    Claimed { stored: String, epoch: u64 },
     /// A live server owns it.
     OwnedBy(String),
     /// No such game (and no fallback was given).
@@ -158,8 +162,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Saves and publishes, fenced on this server owning the game.
     fn save(&self, game_id: &str, save: Save) -> SaveOutcome;
 
-    /// Ends a game everywhere: deletes its keys and publishes `publish`, if still ours.
-    fn terminate(&self, game_id: &str, publish: String);
+    /// Ends a game everywhere: deletes its keys and publishes `publish`, if still ours under
+    /// `epoch`.
+    fn terminate(&self, game_id: &str, publish: String, epoch: u64);
 
     /// Sends a message to another server's inbox. False when it could not be sent (down).
     fn send_to(&self, node: &str, payload: String) -> bool;

@@ -157,6 +157,8 @@ pub struct GameTask {
     /// A save failed: when to try again, and the pause after the next failure. Commands wait
     /// meanwhile.
     save_retry: Option<(Instant, Duration)>,
+    /// The epoch of our claim (0: never claimed): every save and end is fenced on it.
+    epoch: u64,
     /// Waiting for the game to be loaded or created.
     waiting: Vec<oneshot::Sender<Result<Game, NodeError>>>,
     next_tick: Option<Instant>,
@@ -212,6 +214,7 @@ impl GameTask {
             fresh: false,
             alone: false,
             save_retry: None,
+            epoch: 0,
             waiting: Vec::new(),
             next_tick: None,
             last_action: Instant::now(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisResult};
 use tokio::time::Instant;
 
-use super::scripts::CREATED_KEY;
+use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, writer, RedisBus, Target, REDIS_TIMEOUT};
 use crate::bus::{
     BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, PubSubCounts, Renewal, Save, SaveOutcome,
@@ -52,11 +52,11 @@ impl Bus for RedisBus {
         SaveOutcome::Pending
     }
 
-    fn terminate(&self, game_id: &str, publish: String) {
+    fn terminate(&self, game_id: &str, publish: String, epoch: u64) {
         if !self.inner.stopped.load(Ordering::Relaxed) {
             self.inner
                 .writes
-                .push(game_id, writer::Write::Terminate { publish });
+                .push(game_id, writer::Write::Terminate { publish, epoch });
         }
     }
 
@@ -84,8 +84,8 @@ impl Bus for RedisBus {
                     .claim_once(&mut conn, &game_id, &fallback, &dead)
                     .await;
                 match answer {
-                    Ok((1, stored)) => return Claim::Claimed { stored },
-                    Ok((2, owner)) if owner != dead && dead.is_empty() => {
+                    Ok((1, stored, epoch)) => return Claim::Claimed { stored, epoch },
+                    Ok((2, owner, _)) if owner != dead && dead.is_empty() => {
                         inner.sent(1);
                         let alive: RedisResult<bool> = redis::cmd("EXISTS")
                             .arg(inner.names.alive(&owner))
@@ -105,7 +105,7 @@ impl Bus for RedisBus {
                             }
                         }
                     }
-                    Ok((2, owner)) => return Claim::OwnedBy(owner),
+                    Ok((2, owner, _)) => return Claim::OwnedBy(owner),
                     Ok(_) => return Claim::Gone,
                     Err(e) => {
                         inner.failed("claim", &e);
@@ -148,25 +148,39 @@ impl Bus for RedisBus {
                 .map(|id| {
                     let mut cmd = redis::cmd("EVALSHA");
                     cmd.arg(inner.scripts.renew.get_hash())
-                        .arg(1)
+                        .arg(2)
                         .arg(inner.names.owner(id))
+                        .arg(inner.names.epoch(id))
                         .arg(inner.node_id())
-                        .arg(inner.lease_ms());
+                        .arg(inner.lease_ms())
+                        .arg(STATE_TTL_SECS);
                     cmd
                 })
                 .collect();
             inner.sent(game_ids.len());
-            match conn.all::<i64>(cmds).await {
+            // Each game's answer on its own: one refused renewal fails that lease only.
+            match conn.each::<i64>(cmds).await {
                 Ok(answers) => {
+                    let mut refused = None;
                     let answers = answers
                         .into_iter()
                         .map(|a| match a {
-                            1 => Renewal::Held,
-                            2 => Renewal::Unowned,
-                            _ => Renewal::Taken,
+                            Ok(1) => Renewal::Held,
+                            Ok(2) => Renewal::Unowned,
+                            Ok(_) => Renewal::Taken,
+                            Err(e) => {
+                                refused.get_or_insert(e);
+                                Renewal::Failed
+                            }
                         })
                         .collect::<Vec<_>>();
-                    let lost = answers.iter().filter(|a| **a != Renewal::Held).count();
+                    if let Some(e) = refused {
+                        inner.failed("renew", &e);
+                    }
+                    let lost = answers
+                        .iter()
+                        .filter(|a| matches!(a, Renewal::Unowned | Renewal::Taken))
+                        .count();
                     inner.stats.lost_leases(lost);
                     (sent_at, answers)
                 }

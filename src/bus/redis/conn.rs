@@ -41,13 +41,20 @@ impl ConnectionLike for Conn {
 }
 
 impl Conn {
-    /// Runs `cmds` in one round trip: one pipeline on one Redis; on a cluster, where a
-    /// pipeline cannot span slots, each command alone and all at once (they share the
-    /// multiplexed connection of their slot's master).
-    pub(super) async fn all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+    /// Runs `cmds` in one round trip and answers each on its own: one command refused (out of
+    /// memory, say) does not make the others look failed, since those may have been carried
+    /// out. The outer error is the round trip's (no connection, a timeout): then nobody knows
+    /// which ran. One pipeline on one Redis; on a cluster, where a pipeline cannot span slots,
+    /// each command alone and all at once (they share the multiplexed connection of their
+    /// slot's master), where a connection error is that command's own.
+    pub(super) async fn each<T: FromRedisValue>(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> RedisResult<Vec<RedisResult<T>>> {
         match self {
             Conn::One(conn) => {
                 let mut pipe = redis::pipe();
+                pipe.ignore_errors();
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
@@ -58,12 +65,14 @@ impl Conn {
                     let mut conn = conn.clone();
                     async move { cmd.query_async::<T>(&mut conn).await }
                 });
-                futures_util::future::join_all(each)
-                    .await
-                    .into_iter()
-                    .collect()
+                Ok(futures_util::future::join_all(each).await)
             }
         }
+    }
+
+    /// Like [`Conn::each`], failing as a whole if any command failed.
+    pub(super) async fn all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        self.each(cmds).await?.into_iter().collect()
     }
 }
 

@@ -30,7 +30,7 @@ pub use conn::redis_client;
 pub(crate) use conn::Conn;
 pub use scripts::{Names, Scripts, STATE_TTL_SECS};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -118,7 +118,14 @@ struct Inner {
     wanted: Mutex<HashSet<String>>,
     /// `wanted` changed: the supervisor subscribes or unsubscribes.
     interest_changed: Notify,
+    /// When each kind of failed call was last logged (see [`Inner::failed`]).
+    logged_failures: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// A kind of failed call (`save` refused with OOM, say) is logged once in this long; the
+/// repeats meanwhile go to the debug log. The game tasks log when a game's saves start and
+/// stop failing, and `/metrics` counts every failure.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 impl RedisBus {
     pub fn new(config: RedisConfig) -> RedisBus {
@@ -145,6 +152,7 @@ impl RedisBus {
                 current: Mutex::new(None),
                 wanted: Mutex::new(HashSet::new()),
                 interest_changed: Notify::new(),
+                logged_failures: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -186,7 +194,23 @@ impl Inner {
 
     /// Logs a failed Redis call; a broken connection makes the supervisor reconnect.
     fn failed(&self, what: &str, e: &redis::RedisError) {
-        log::warn!("Redis {what} failed: {e}");
+        let kind = format!("{what}: {:?}", e.kind());
+        let now = std::time::Instant::now();
+        let fresh = {
+            let mut logged = lock(&self.logged_failures);
+            let fresh = logged
+                .get(&kind)
+                .is_none_or(|at| now.duration_since(*at) >= FAILURE_LOG_EVERY);
+            if fresh {
+                logged.insert(kind, now);
+            }
+            fresh
+        };
+        if fresh {
+            log::warn!("Redis {what} failed: {e}");
+        } else {
+            log::debug!("Redis {what} failed: {e}");
+        }
         let no_script = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
         // A master demoted by a failover answers writes with READONLY: find the new one.
         let read_only = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
@@ -202,12 +226,13 @@ impl Inner {
         game_id: &str,
         fallback: &str,
         dead_owner: &str,
-    ) -> RedisResult<(u8, String)> {
+    ) -> RedisResult<(u8, String, u64)> {
         self.sent(1);
         self.scripts
             .claim
             .key(self.names.owner(game_id))
             .key(self.names.state(game_id))
+            .key(self.names.epoch(game_id))
             .arg(self.node_id())
             .arg(self.lease_ms())
             .arg(fallback)

@@ -5,21 +5,26 @@
 //! | `game_state:<id>` | the game's JSON, TTL 24 h renewed on every save |
 //! | `game:<id>` (channel) | every committed change, and the end of the game |
 //! | `game_owner:<id>` | the owning server's node id: a lease it renews |
+//! | `game_epoch:<id>` | the game's ownership epoch: every claim increments it, every write checks it |
 //! | `node:<node_id>` (channel) | that server's inbox: forwarded commands, errors, redirects |
 //! | `node_alive:<node_id>` | that server's heartbeat, with a short TTL it renews |
 //! | `robot_race:secret` | the shared secret that signs player tokens (unless `-secret` is set) |
 //! | `robot_race:games_created` | the counter behind `/_stats` |
 //!
 //! On a Redis Cluster ([`Names::tagged`]) the ids carry hash tags, `game_state:{<id>}`,
-//! `game_owner:{<id>}`, `game:{<id>}`, `node:{<node_id>}`, `node_alive:{<node_id>}`, so that a
+//! `game_owner:{<id>}`, `game_epoch:{<id>}`, `game:{<id>}`, `node:{<node_id>}`, `node_alive:{<node_id>}`, so that a
 //! game's keys and channel share one slot (every script below touches one slot only), and the
 //! channels are shard channels (`SPUBLISH`, `SSUBSCRIBE`). A claim's liveness check of another
 //! server (`node_alive:`, another slot) is read before the script and passed in (`CLAIM`'s
 //! `ARGV[5]`).
 //!
-//! Every write is fenced: it happens only while `game_owner:<id>` names this server, so a
-//! server that lost a game (its lease lapsed while it was frozen, say) cannot overwrite what
-//! the new owner saved, nor publish it.
+//! Every write is fenced twice: it happens only while `game_owner:<id>` names this server
+//! *and* `game_epoch:<id>` still holds the epoch this server's claim took. A claim increments
+//! the epoch, so a server that lost a game (its lease lapsed while it was frozen, say) cannot
+//! overwrite what the new owner saved, nor publish it — not even after claiming the game back,
+//! when a write from its earlier ownership arrives late (a cut connection delivering what it
+//! held). The epoch also numbers versions (see `node::game_task`): an owner's versions start
+//! above `epoch × 10⁹`, so two owners never give one version number to two states.
 
 use redis::Script;
 
@@ -50,6 +55,9 @@ impl Names {
     }
     pub fn owner(self, game_id: &str) -> String {
         self.name("game_owner:", game_id)
+    }
+    pub fn epoch(self, game_id: &str) -> String {
+        self.name("game_epoch:", game_id)
     }
     pub fn game_channel(self, game_id: &str) -> String {
         self.name("game:", game_id)
@@ -100,51 +108,66 @@ pub fn slot(key: &str) -> u16 {
     crc % 16384
 }
 
-/// Store the game's JSON and publish the change, while this node owns the game: 1 done, 0
-/// another owns it, 2 nobody does. The owner sends the whole JSON it holds, so Redis does no
-/// work on the text (Lua string work on a 2 KB document was most of a press's Redis CPU); the
-/// lease is renewed apart, in batches.
-/// KEYS: owner, state. ARGV: node, state JSON, channel, message, TTL s.
+/// Store the game's JSON and publish the change, while this node owns the game under the
+/// epoch it claimed: 1 done, 0 another owns it (or a later claim took a new epoch), 2 nobody
+/// does. The owner sends the whole JSON it holds, so Redis does no work on the text (Lua string
+/// work on a 2 KB document was most of a press's Redis CPU); the lease is renewed apart, in
+/// batches.
+/// KEYS: owner, state, epoch. ARGV: node, state JSON, channel, message, TTL s, epoch.
 const SAVE: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o ~= ARGV[1] then
   if o then return 0 end
   return 2
 end
+if redis.call('GET', KEYS[3]) ~= ARGV[6] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
 redis.call('@PUBLISH', ARGV[3], ARGV[4])
 return 1";
 
-/// End a game: delete it and tell every server, unless another node owns it.
+/// End a game: delete it and tell every server, unless another node (or epoch) owns it.
+/// KEYS: owner, state, epoch. ARGV: node, channel, message, epoch.
 const TERMINATE: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+local e = redis.call('GET', KEYS[3])
+if e and e ~= ARGV[4] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('@PUBLISH', ARGV[2], ARGV[3])
 return 1";
 
-/// Extend a lease we hold. 1 held, 2 nobody owns it (never re-taken here: a renewal must not
-/// undo a release, and a lost game is re-claimed through CLAIM), 0 another owns it.
+/// Extend a lease we hold (and the epoch key, which lives as long as the game). 1 held, 2
+/// nobody owns it (never re-taken here: a renewal must not undo a release, and a lost game is
+/// re-claimed through CLAIM), 0 another owns it.
+/// KEYS: owner, epoch. ARGV: node, lease ms, TTL s.
 const RENEW: &str = r"
 local o = redis.call('GET', KEYS[1])
-if o == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if o == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
 if not o then return 2 end
 return 0";
 
-/// Take a game unless a live server owns it. ARGV[5] names an owner found dead (its heartbeat
-/// is gone), whose lease may be taken over. A missing state is created from ARGV[3] when one
-/// is given. Returns {0, ''} no such game, {1, state} ours now, {2, owner} owned.
+/// Take a game unless a live server owns it, under a new epoch. ARGV[5] names an owner found
+/// dead (its heartbeat is gone), whose lease may be taken over. A missing state is created
+/// from ARGV[3] when one is given. Returns {0, '', 0} no such game, {1, state, epoch} ours
+/// now, {2, owner, 0} owned.
+/// KEYS: owner, state, epoch. ARGV: node, lease ms, fallback JSON, TTL s, dead owner.
 const CLAIM: &str = r"
 local o = redis.call('GET', KEYS[1])
-if o and o ~= ARGV[1] and o ~= ARGV[5] then return {2, o} end
+if o and o ~= ARGV[1] and o ~= ARGV[5] then return {2, o, 0} end
 local state = redis.call('GET', KEYS[2])
 if not state then
-  if ARGV[3] == '' then return {0, ''} end
+  if ARGV[3] == '' then return {0, '', 0} end
   state = ARGV[3]
   redis.call('SET', KEYS[2], state, 'EX', ARGV[4])
 end
+local e = redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, state}";
+return {1, state, e}";
 
 /// Give a game up, only if it is still ours.
 const RELEASE: &str = r"
@@ -201,6 +224,7 @@ mod tests {
         assert_eq!(names.state(id), "game_state:{aB3_x}");
         let s = slot(&names.state(id));
         assert_eq!(slot(&names.owner(id)), s);
+        assert_eq!(slot(&names.epoch(id)), s);
         assert_eq!(slot(&names.game_channel(id)), s);
         assert_eq!(names.game_of(&names.game_channel(id)), Some(id));
         assert_eq!(slot(&names.alive("n1")), slot(&names.inbox("n1")));

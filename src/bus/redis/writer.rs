@@ -20,7 +20,7 @@ const GROUP_TICK: Duration = Duration::from_millis(1);
 
 pub enum Write {
     Save(Save),
-    Terminate { publish: String },
+    Terminate { publish: String, epoch: u64 },
 }
 
 /// The writer's queue.
@@ -140,22 +140,26 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
             match write {
                 Write::Save(save) => cmd
                     .arg(inner.scripts.save.get_hash())
-                    .arg(2)
+                    .arg(3)
                     .arg(names.owner(id))
                     .arg(names.state(id))
+                    .arg(names.epoch(id))
                     .arg(node)
                     .arg(&save.stored)
                     .arg(names.game_channel(id))
                     .arg(BusStats::stamp(&save.publish))
-                    .arg(STATE_TTL_SECS),
-                Write::Terminate { publish } => cmd
+                    .arg(STATE_TTL_SECS)
+                    .arg(save.epoch),
+                Write::Terminate { publish, epoch } => cmd
                     .arg(inner.scripts.terminate.get_hash())
-                    .arg(2)
+                    .arg(3)
                     .arg(names.owner(id))
                     .arg(names.state(id))
+                    .arg(names.epoch(id))
                     .arg(node)
                     .arg(names.game_channel(id))
-                    .arg(publish),
+                    .arg(publish)
+                    .arg(epoch),
             };
             cmd
         })
@@ -167,22 +171,33 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
     }
     inner.sent(cmds.len());
     let sent_at = std::time::Instant::now();
-    match conn.all::<i64>(cmds).await {
+    // Each save's answer on its own: a refused one (out of memory, read-only) fails that
+    // save only, never one that Redis carried out.
+    match conn.each::<i64>(cmds).await {
         Ok(mut answers) => {
             inner.stats.save_latency.observe(sent_at.elapsed());
             answers.truncate(batch.len());
-            inner
-                .writes_done
-                .fetch_add(answers.len() as u64, Ordering::Relaxed);
+            let mut refused = None;
             let results: Vec<_> = answers
                 .into_iter()
                 .map(|a| match a {
-                    1 => SaveResult::Saved,
-                    2 => SaveResult::Unowned,
-                    _ => SaveResult::Fenced,
+                    Ok(1) => SaveResult::Saved,
+                    Ok(2) => SaveResult::Unowned,
+                    Ok(_) => SaveResult::Fenced,
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                        SaveResult::Failed
+                    }
                 })
                 .collect();
+            if let Some(e) = refused {
+                inner.failed("save", &e);
+            }
             let count = |r: SaveResult| results.iter().filter(|x| **x == r).count();
+            inner.writes_done.fetch_add(
+                (results.len() - count(SaveResult::Failed)) as u64,
+                Ordering::Relaxed,
+            );
             let fenced = count(SaveResult::Fenced);
             inner
                 .stats

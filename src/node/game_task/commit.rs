@@ -96,6 +96,7 @@ impl GameTask {
             version: game.version,
             publish,
             stored,
+            epoch: self.epoch,
         };
         self.layout_changed = false;
         let version = game.version;

@@ -13,6 +13,10 @@ use crate::node::wire::terminated_message;
 use crate::node::NodeError;
 use crate::protocol::ServerMsg;
 
+/// Versions an owner gives start above its claim's epoch times this: room for a billion
+/// changes per ownership, and an operator reads `3000000057` as epoch 3, change 57.
+const EPOCH_STRIDE: u64 = 1_000_000_000;
+
 impl GameTask {
     pub(super) fn act(&mut self, actions: &[Action]) {
         for action in actions {
@@ -53,8 +57,11 @@ impl GameTask {
         let (role, _) = role::on_claim(&self.role, &claim, sent_at, self.ctx());
         self.set_role(role);
         match claim {
-            Claim::Claimed { stored } => match serde_json::from_str::<Game>(&stored) {
-                Ok(game) => self.take_over(game, &was),
+            Claim::Claimed { stored, epoch } => match serde_json::from_str::<Game>(&stored) {
+                Ok(game) => {
+                    self.epoch = epoch;
+                    self.take_over(game, &was);
+                }
                 Err(e) => {
                     log::warn!("game {}: stored state is unreadable: {e}", self.id);
                     self.end(NodeError::NotFound, false);
@@ -98,16 +105,35 @@ impl GameTask {
         }
     }
 
-    /// We own the game now: carry on from what Redis has. Our own commands it does not show
-    /// applied are applied again on top (each once), and the version passes anything our
-    /// players were shown, so no screen goes backwards.
-    fn take_over(&mut self, mut game: Game, was: &Role) {
+    /// We own the game now: carry on from what Redis has — or from our own copy when it is
+    /// newer (Redis restored from an older snapshot, or failed over to a replica that lagged:
+    /// what we hold was committed, or is ours to commit, and players may have seen it). Our
+    /// own commands it does not show applied are applied again on top (each once). The
+    /// version passes anything our players were shown and starts above `epoch × 10⁹`, above
+    /// every version an earlier owner (an earlier epoch) could have given, so one version
+    /// number is one state on every screen.
+    fn take_over(&mut self, stored: Game, was: &Role) {
         self.missing_since = None;
         self.retry_at = None;
         self.alone = false;
         self.save_retry = None;
-        if !self.fresh {
-            game.version = game.version.max(self.shown) + 1;
+        let mut game = match self.game.take() {
+            Some(mine) if mine.version > stored.version => {
+                log::warn!(
+                    "game {}: Redis holds version {}, this server {}; keeping this server's",
+                    self.id,
+                    stored.version,
+                    mine.version
+                );
+                mine
+            }
+            _ => stored,
+        };
+        let floor = self.epoch.saturating_mul(EPOCH_STRIDE);
+        if self.fresh {
+            game.version = game.version.max(floor);
+        } else {
+            game.version = game.version.max(self.shown).max(floor) + 1;
             if !matches!(was, Role::Owner(_)) {
                 log::info!("game {}: node {} owns it now", self.id, self.shared.node_id);
             }
@@ -357,7 +383,7 @@ impl GameTask {
         );
         if self.replicated {
             let publish = terminated_message(&self.shared.node_id, &self.id);
-            self.shared.bus.terminate(&self.id, publish);
+            self.shared.bus.terminate(&self.id, publish, self.epoch);
         }
         self.end(NodeError::NotFound, true);
     }

@@ -1,6 +1,7 @@
 //! Ownership across servers: create and join across servers, scores relayed, a dead owner
-//! taken over, a cut-off owner fenced, a lease confirmed before applying, Redis lost and back,
-//! shutdown handing over, and a stale save saved whole.
+//! taken over (numbering its versions from a new epoch), a cut-off owner fenced, a lease
+//! confirmed before applying, an owner keeping its newer copy over Redis's older one, Redis lost
+//! and back, shutdown handing over, and a stale save saved whole.
 
 use std::time::Duration;
 
@@ -79,6 +80,45 @@ async fn a_dead_owner_is_taken_over_and_no_press_is_lost() {
     assert_eq!(cluster.owner(&id).as_deref(), Some("b"));
     bob.read(Duration::from_secs(2)).await;
     assert_eq!(scores(&bob.drawn), [0, 5], "a press was applied twice");
+    // Each owner numbers its versions from its claim's epoch: a's (the first claim) are in
+    // the first billion, b's (the second) above two billion, so no number is given twice.
+    let versions: Vec<u64> = bob.seen.iter().map(|(v, _)| *v).collect();
+    assert!(versions[0] > 1_000_000_000 && versions[0] < 2_000_000_000);
+    assert!(*versions.last().unwrap() > 2_000_000_000, "{versions:?}");
+}
+
+/// Redis restored from an older snapshot behind its owner's back (and the lease lost with it):
+/// whichever server claims the game next (the owner, or the other, which holds every committed
+/// version as a replica) carries on from its own, newer copy; no screen goes back to the older
+/// scores.
+#[tokio::test(start_paused = true)]
+async fn an_owner_keeps_its_newer_copy_over_an_older_one_in_redis() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (id, mut ann, mut bob) = race(&a, &b).await;
+    ann.send(ClientMsg::ScorePoint);
+    bob.wait(|g| scores(g) == [1, 0]).await;
+    let older = cluster.stored(&id);
+    for _ in 0..3 {
+        ann.send(ClientMsg::ScorePoint);
+    }
+    bob.wait(|g| scores(g) == [4, 0]).await;
+    // The lease lapses (a cannot reach Redis for two leases) and Redis goes back to 1.
+    cluster.cut("a", true);
+    cluster.put_stored(&id, older);
+    tokio::time::sleep(LEASE * 2).await;
+    cluster.cut("a", false);
+    ann.send(ClientMsg::ScorePoint);
+    for p in [&mut ann, &mut bob] {
+        p.wait(|g| scores(g) == [5, 0]).await;
+    }
+    let stored: crate::game::Game = serde_json::from_str(&cluster.stored(&id).unwrap()).unwrap();
+    assert_eq!(stored.robots[0].score, 5);
+    for p in [&ann, &bob] {
+        let own: Vec<u64> = p.seen.iter().map(|(_, s)| s[0]).collect();
+        assert!(own.windows(2).all(|w| w[0] <= w[1]), "went back: {own:?}");
+    }
+    same_versions(&[&ann, &bob]);
 }
 
 #[tokio::test(start_paused = true)]
