@@ -208,16 +208,23 @@ fn stored_json_round_trips_and_shows_the_view() {
 #[test]
 fn numbered_commands_apply_once_and_in_order() {
     let mut applied = Applied::default();
-    assert_eq!(applied.admit("a", 1), Admit::Apply);
-    assert_eq!(applied.admit("a", 1), Admit::Repeat);
-    assert_eq!(applied.admit("a", 3), Admit::OutOfOrder);
-    assert_eq!(applied.admit("a", 2), Admit::Apply);
-    assert_eq!(applied.admit("a", 3), Admit::Apply);
-    // A new origin starts wherever it is (its earlier commands went to no owner).
-    assert_eq!(applied.admit("b", 7), Admit::Apply);
-    assert_eq!((applied.last("a"), applied.last("b")), (Some(3), Some(7)));
+    // A new origin's first command overtaken by its second: the second waits.
+    assert_eq!(applied.admit("a", 2, 0), Admit::OutOfOrder);
+    assert_eq!(applied.last("a"), None);
+    assert_eq!(applied.admit("a", 1, 0), Admit::Apply);
+    assert_eq!(applied.admit("a", 1, 0), Admit::Repeat);
+    assert_eq!(applied.admit("a", 3, 0), Admit::OutOfOrder);
+    assert_eq!(applied.admit("a", 2, 0), Admit::Apply);
+    assert_eq!(applied.admit("a", 3, 0), Admit::Apply);
+    // An origin whose first six were acknowledged by a state this game no longer holds (an
+    // older copy restored) starts after them; a record behind the sender's word catches up.
+    assert_eq!(applied.admit("b", 8, 6), Admit::OutOfOrder);
+    assert_eq!(applied.admit("b", 6, 6), Admit::Repeat);
+    assert_eq!(applied.admit("b", 7, 6), Admit::Apply);
+    assert_eq!(applied.admit("a", 6, 5), Admit::Apply);
+    assert_eq!((applied.last("a"), applied.last("b")), (Some(6), Some(7)));
     for i in 0..MAX_ORIGINS {
-        applied.admit(&format!("o{i}"), 1);
+        applied.admit(&format!("o{i}"), 1, 0);
     }
     assert_eq!(
         applied.last("a"),

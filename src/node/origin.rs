@@ -64,6 +64,13 @@ impl Origin {
         }
     }
 
+    /// Up to which number our commands are acknowledged (all but those kept here).
+    pub fn acknowledged(&self) -> u64 {
+        self.unacked
+            .front()
+            .map_or(self.last_seq, |p| p.command.seq - 1)
+    }
+
     pub fn is_full(&self) -> bool {
         self.unacked.len() >= MAX_UNACKED
     }
@@ -78,11 +85,13 @@ impl Origin {
         keep: bool,
         arrived: Option<Instant>,
     ) -> Command {
+        let after = self.acknowledged();
         self.last_seq += 1;
         let command = Command {
             origin: self.instance.clone(),
             from: self.node_id.clone(),
             seq: self.last_seq,
+            after,
             robot_id: robot_id.to_owned(),
             session,
             cmd,

@@ -14,6 +14,11 @@ pub struct Command {
     pub from: String,
     /// 1, 2, 3… per origin and game; repeats are applied once (see `game::Applied`).
     pub seq: u64,
+    /// Every number of this origin up to here was acknowledged by a committed state: an owner
+    /// that has no record of the origin (a state restored from an older copy) starts after
+    /// it, and waits for anything between.
+    #[serde(default)]
+    pub after: u64,
     pub robot_id: String,
     /// The player's session on the sending server (where an error is shown).
     pub session: u64,
@@ -174,6 +179,7 @@ mod tests {
                 origin: "n1/x".into(),
                 from: "n1".into(),
                 seq: 7,
+                after: 5,
                 robot_id: "r".into(),
                 session: 3,
                 cmd: Cmd::Join { name: "ann".into() },

@@ -53,7 +53,7 @@ fn adversarial_game() -> Game {
     game.applied = Applied::default();
     // Origins hold node ids, which an operator chooses: brackets and quotes too.
     for origin in [r#"n[1"/a"#, "n]]/b", r"n\/c"] {
-        game.applied.admit(origin, 1);
+        game.applied.admit(origin, 1, 0);
     }
     game
 }

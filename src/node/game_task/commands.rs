@@ -170,6 +170,7 @@ impl GameTask {
     /// Sends every local command not yet acknowledged to `owner`, in order.
     pub(super) fn send_unacked(&mut self, owner: &str) {
         let now = Instant::now();
+        let after = self.origin.acknowledged();
         for pending in self.origin.unacked.iter_mut() {
             if pending
                 .sent
@@ -177,9 +178,11 @@ impl GameTask {
             {
                 continue;
             }
+            let mut command = pending.command.clone();
+            command.after = after;
             let msg = InboxMsg::Command {
                 game_id: self.id.clone(),
-                command: pending.command.clone(),
+                command,
             };
             if !self.shared.bus.send_to(owner, msg.encode()) {
                 return;
@@ -197,7 +200,10 @@ impl GameTask {
         let Some(game) = self.game.as_mut() else {
             return;
         };
-        match game.applied.admit(&command.origin, command.seq) {
+        match game
+            .applied
+            .admit(&command.origin, command.seq, command.after)
+        {
             Admit::Apply => {}
             // A repeat, or an earlier one is missing: the sender resends, in order.
             Admit::Repeat | Admit::OutOfOrder => return,
