@@ -88,6 +88,8 @@ struct Store {
     cut: HashMap<String, bool>,
     states: HashMap<String, String>,
     owners: HashMap<String, (String, Instant)>,
+    /// Out of memory: saves fail (see [`LocalCluster::full`]).
+    full: bool,
     /// Each game's ownership epoch: every claim takes the next one, every write checks it.
     epochs: HashMap<String, u64>,
     alive: HashMap<String, Instant>,
@@ -166,6 +168,11 @@ impl LocalCluster {
         for events in self.members_of(|_| true) {
             events.connection(true);
         }
+    }
+
+    /// "Redis" out of memory (`full`) or not: saves are refused, everything else works.
+    pub fn full(&self, full: bool) {
+        self.lock().full = full;
     }
 
     /// Cuts one server off (it sees "Redis" down) or lets it back.
@@ -266,6 +273,7 @@ impl Bus for LocalBus {
         let now = Instant::now();
         let epoch = store.epochs.get(game_id).copied();
         let result = match store.owner(game_id, now) {
+            _ if store.full => SaveResult::Failed,
             Some(o) if o == self.node_id && epoch != Some(save.epoch) => SaveResult::Fenced,
             Some(o) if o == self.node_id => {
                 store.states.insert(game_id.to_owned(), save.stored);

@@ -130,7 +130,10 @@ pub struct GameTask {
     interested: bool,
     origin: Origin,
     /// Forwarded commands waiting for ownership to settle.
-    held: Vec<Command>,
+    held: Vec<(Command, Instant)>,
+    /// Forwarded commands answered `unavailable` here without being applied (origin, number):
+    /// a late copy of one is applied as nothing.
+    refused: Vec<(String, u64)>,
     /// Applied and not yet sent to the bus.
     dirty: bool,
     /// When the presses applied since the last save reached us.
@@ -203,6 +206,7 @@ impl GameTask {
             replicated,
             interested: false,
             held: Vec::new(),
+            refused: Vec::new(),
             dirty: false,
             presses: Vec::new(),
             arrival: None,

@@ -22,8 +22,11 @@ pub const MAX_UNACKED: usize = 4096;
 
 pub struct Pending {
     pub command: Command,
-    /// When it was last sent to another server (`None`: not sent yet).
+    /// When it was last sent to another server (`None`: not sent yet, or to be sent again).
     pub sent: Option<Instant>,
+    /// It was sent to another server at least once: an owner may have applied it, so it is
+    /// never answered `unavailable` here (only its owner can say it was not applied).
+    pub ever_sent: bool,
     /// When its player sent it.
     pub at: Instant,
     /// A press: when it reached this server (for `press_to_ack`).
@@ -100,6 +103,7 @@ impl Origin {
             self.unacked.push_back(Pending {
                 command: command.clone(),
                 sent: None,
+                ever_sent: false,
                 at: Instant::now(),
                 arrived,
             });
@@ -114,7 +118,7 @@ impl Origin {
         let mut told = Vec::new();
         for pending in self.unacked.iter_mut() {
             let command = &mut pending.command;
-            let waiting = pending.sent.is_none() && Some(command.seq) > applied;
+            let waiting = !pending.ever_sent && Some(command.seq) > applied;
             if waiting
                 && pending.at <= before
                 && !matches!(command.cmd, Cmd::Void | Cmd::Join { .. })
@@ -126,12 +130,26 @@ impl Origin {
         told
     }
 
+    /// The owner answered command `seq` `unavailable` without applying it: it is sent again
+    /// as nothing. True when it was still waiting (not already voided or acknowledged).
+    pub fn void(&mut self, seq: u64) -> bool {
+        let Some(pending) = self.unacked.iter_mut().find(|p| p.command.seq == seq) else {
+            return false;
+        };
+        if matches!(pending.command.cmd, Cmd::Void | Cmd::Join { .. }) {
+            return false;
+        }
+        pending.command.cmd = Cmd::Void;
+        pending.sent = None;
+        true
+    }
+
     /// When the oldest command still waiting here (never sent, not applied, not voided) was
     /// sent by its player.
     pub fn oldest_waiting(&self, applied: Option<u64>) -> Option<Instant> {
         self.unacked
             .iter()
-            .filter(|p| p.sent.is_none() && Some(p.command.seq) > applied)
+            .filter(|p| !p.ever_sent && Some(p.command.seq) > applied)
             .filter(|p| !matches!(p.command.cmd, Cmd::Void | Cmd::Join { .. }))
             .map(|p| p.at)
             .min()

@@ -56,6 +56,10 @@ pub enum InboxMsg {
         session: u64,
         error: String,
         message: String,
+        /// The owner did not apply it, and will apply that number only as nothing: the sender
+        /// sends it again as [`Cmd::Void`], so that the numbers after it follow on.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unapplied: bool,
     },
     /// "I do not own this game" (with the owner, when known): send your commands there.
     Redirect {

@@ -107,10 +107,17 @@ impl GameTask {
                 session,
                 error,
                 message,
+                unapplied,
                 ..
             } => {
                 self.sessions
                     .send_to(session, error_frame(&error, &message));
+                if unapplied && self.origin.void(seq) {
+                    self.shared
+                        .metrics
+                        .unavailable
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.origin.refused(seq, NodeError::from_code(&error));
             }
             InboxMsg::Presence {
@@ -145,7 +152,7 @@ impl GameTask {
             Route::Hold(actions) => {
                 if !local {
                     if self.held.len() < MAX_HELD {
-                        self.held.push(command);
+                        self.held.push((command, Instant::now()));
                     } else {
                         self.redirect(&command.from, None);
                     }
@@ -188,6 +195,7 @@ impl GameTask {
                 return;
             }
             pending.sent = Some(now);
+            pending.ever_sent = true;
             self.shared
                 .metrics
                 .forwarded_out
@@ -196,15 +204,27 @@ impl GameTask {
     }
 
     /// Applies a command to the game we own: each numbered command once, in order.
-    pub(super) fn apply(&mut self, command: Command) {
+    pub(super) fn apply(&mut self, mut command: Command) {
         let Some(game) = self.game.as_mut() else {
             return;
         };
+        let refused = self
+            .refused
+            .iter()
+            .position(|(o, seq)| *o == command.origin && *seq == command.seq);
+        if refused.is_some() {
+            // Its player was told `unavailable`: whatever copy comes, it changes nothing.
+            command.cmd = Cmd::Void;
+        }
         match game
             .applied
             .admit(&command.origin, command.seq, command.after)
         {
-            Admit::Apply => {}
+            Admit::Apply => {
+                if let Some(i) = refused {
+                    self.refused.swap_remove(i);
+                }
+            }
             // A repeat, or an earlier one is missing: the sender resends, in order.
             Admit::Repeat | Admit::OutOfOrder => return,
         }
@@ -284,6 +304,7 @@ impl GameTask {
                 session: command.session,
                 error: error.code().to_owned(),
                 message: error.to_string(),
+                unapplied: false,
             };
             self.shared.bus.send_to(&command.from, msg.encode());
         }

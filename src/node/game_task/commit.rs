@@ -235,8 +235,9 @@ impl GameTask {
             return;
         };
         if let Some((_, _, true)) = &self.stopping {
-            // The final save of a stopping owner: nothing more to show; if it was refused
-            // or failed there is nothing more to do either.
+            // The final save of a stopping owner: nothing more to show. Refused: another server
+            // has the game, and our players' commands go there. Failed: tried again (after the
+            // usual pause) until the stop's deadline, so the last presses are not given up.
             match (result, in_flight.own_seq, &self.game) {
                 (SaveResult::Saved, Some(seq), Some(game)) => self.origin.ack_upto(seq, game),
                 (SaveResult::Saved, _, _) => {}
@@ -249,7 +250,10 @@ impl GameTask {
                     self.set_role(Role::Resolving { claiming: true });
                     self.claim(false);
                 }
-                (SaveResult::Failed, _, _) => self.dirty = false,
+                (SaveResult::Failed, _, _) => {
+                    self.save_outcome(result);
+                    self.dirty = true;
+                }
             }
             return;
         }

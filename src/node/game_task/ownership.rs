@@ -166,7 +166,7 @@ impl GameTask {
         if !matches!(self.role, Role::Owner(_)) {
             return;
         }
-        for command in std::mem::take(&mut self.held) {
+        for (command, _) in std::mem::take(&mut self.held) {
             self.apply(command);
         }
         let own: Vec<_> = self
@@ -209,7 +209,7 @@ impl GameTask {
             Role::Replica { owner } => Some(owner.clone()),
             _ => None,
         };
-        for command in std::mem::take(&mut self.held) {
+        for (command, _) in std::mem::take(&mut self.held) {
             self.redirect(&command.from, owner.clone());
         }
     }

@@ -8,6 +8,10 @@ use tokio::time::Instant;
 use super::GameTask;
 use crate::game::Step;
 use crate::node::role::Role;
+use crate::node::wire::{Cmd, InboxMsg};
+
+/// Forwarded commands remembered as answered `unavailable` (see `answer_held`) at most.
+const MAX_REFUSED: usize = 4096;
 
 /// One countdown step.
 pub const COUNTDOWN_STEP: Duration = Duration::from_secs(1);
@@ -15,6 +19,10 @@ pub const COUNTDOWN_STEP: Duration = Duration::from_secs(1);
 /// cannot be written, or its owner cannot be reached) is answered `unavailable` instead, and
 /// never applied: every command is answered within 2 s.
 pub const UNAVAILABLE_AFTER: Duration = Duration::from_millis(1500);
+/// A command forwarded from another server that its owner (here) held this long because the
+/// game's storage cannot be written is answered `unavailable` to its server: less than
+/// [`UNAVAILABLE_AFTER`], for the trips to the owner and back.
+pub const FORWARDED_UNAVAILABLE_AFTER: Duration = Duration::from_millis(1000);
 
 impl GameTask {
     pub(super) fn next_deadline(&self) -> Instant {
@@ -29,6 +37,9 @@ impl GameTask {
         }
         if !owner {
             next.extend(self.origin.oldest_sent().map(|at| at + t.ack_timeout));
+        } else if !self.ctx().writable {
+            let oldest = self.held.iter().map(|(_, at)| *at).min();
+            next.extend(oldest.map(|at| at + FORWARDED_UNAVAILABLE_AFTER));
         }
         next.extend(self.retry_at);
         // A save to try again (while Redis is unreachable, its return wakes the task).
@@ -92,6 +103,55 @@ impl GameTask {
         }
     }
 
+    /// The owner cannot write the game: forwarded commands held too long are answered
+    /// `unavailable` to their servers, and the number of each is kept, so that whatever copy
+    /// of it comes later is applied as nothing (its sender sends it again as nothing too).
+    /// Those already applied, or already nothing, are just dropped: their servers send them
+    /// again while unacknowledged.
+    fn answer_held(&mut self, now: Instant) {
+        if !matches!(self.role, Role::Owner(_)) || self.ctx().writable {
+            return;
+        }
+        let Some(before) = now.checked_sub(FORWARDED_UNAVAILABLE_AFTER) else {
+            return;
+        };
+        if !self.held.iter().any(|(_, at)| *at <= before) {
+            return;
+        }
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(_, at)| *at <= before);
+        self.held = keep;
+        let err = crate::node::NodeError::Unavailable;
+        for (command, _) in late {
+            let applied = self
+                .game
+                .as_ref()
+                .and_then(|g| g.applied.last(&command.origin))
+                .unwrap_or(0)
+                .max(command.after);
+            let void = matches!(command.cmd, Cmd::Void | Cmd::Join { .. });
+            let known = self.refused.len() >= MAX_REFUSED
+                || self
+                    .refused
+                    .iter()
+                    .any(|(o, seq)| *o == command.origin && *seq == command.seq);
+            if command.seq <= applied || void || known {
+                continue;
+            }
+            self.refused.push((command.origin.clone(), command.seq));
+            let msg = InboxMsg::CommandError {
+                game_id: self.id.clone(),
+                seq: command.seq,
+                session: command.session,
+                error: err.code().to_owned(),
+                message: err.to_string(),
+                unapplied: true,
+            };
+            self.shared.bus.send_to(&command.from, msg.encode());
+        }
+    }
+
     /// A replica nobody here uses: no players, nothing waiting.
     fn forgettable(&self) -> bool {
         !self.in_use()
@@ -112,6 +172,7 @@ impl GameTask {
             self.countdown_step(now);
         }
         self.answer_waiting(now);
+        self.answer_held(now);
         match self.role {
             Role::Owner(_) if self.last_action + t.idle <= now => return self.terminate(),
             Role::Owner(_) => {}

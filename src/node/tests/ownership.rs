@@ -152,6 +152,35 @@ async fn a_cut_off_owner_is_fenced_and_shows_nothing_it_could_not_save() {
     same_versions(&[&ann, &bob]);
 }
 
+/// Redis refuses writes (out of memory) while pub/sub still works: presses forwarded to the
+/// owner meanwhile are answered `unavailable` within 2 s and never applied, also once Redis
+/// takes writes again; the press whose save failed is saved then, once.
+#[tokio::test(start_paused = true)]
+async fn presses_forwarded_while_redis_refuses_writes_are_answered_and_never_applied() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (_id, _ann, mut bob) = race(&a, &b).await;
+    cluster.full(true);
+    // The first press is applied, and its save refused: the owner now waits for storage.
+    bob.send(ClientMsg::ScorePoint);
+    bob.read(Duration::from_millis(300)).await;
+    bob.send(ClientMsg::ScorePoint);
+    bob.read(Duration::from_secs(2)).await;
+    assert_eq!(bob.errors, ["unavailable"]);
+    assert_eq!(
+        scores(&bob.drawn),
+        [0, 0],
+        "nothing shown that was not saved"
+    );
+    cluster.full(false);
+    bob.wait(|g| scores(g) == [0, 1]).await;
+    bob.send(ClientMsg::ScorePoint);
+    bob.wait(|g| scores(g) == [0, 2]).await;
+    bob.read(Duration::from_secs(3)).await;
+    assert_eq!(scores(&bob.drawn), [0, 2], "the refused press was applied");
+    assert_eq!(bob.errors, ["unavailable"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_owner_past_its_lease_confirms_it_before_applying() {
     let cluster = LocalCluster::new();
