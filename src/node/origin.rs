@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -45,7 +46,14 @@ pub struct Origin {
     joins: Vec<(u64, String, JoinReply)>,
     /// Where an acknowledged press's wait is recorded (`press_to_ack`).
     metrics: Arc<Metrics>,
+    /// How long the owner takes to acknowledge a command we send (a moving average): resends
+    /// and doubts about the owner wait a few of these, so that a slow Redis is not sent the
+    /// same commands again and again.
+    round_trip: Duration,
 }
+
+/// Patience with the owner is at most this many times the usual (`ack_timeout`, `resend_gap`).
+const MOST_PATIENCE: u32 = 6;
 
 impl Origin {
     pub fn new(instance: String, node_id: String, metrics: Arc<Metrics>) -> Origin {
@@ -56,7 +64,14 @@ impl Origin {
             unacked: VecDeque::new(),
             joins: Vec::new(),
             metrics,
+            round_trip: Duration::ZERO,
         }
+    }
+
+    /// How long to wait for the owner where `usual` is the wait on a quick Redis: three
+    /// measured round trips, at least `usual`, at most six times it.
+    pub fn patience(&self, usual: Duration) -> Duration {
+        (self.round_trip * 3).clamp(usual, usual * MOST_PATIENCE)
     }
 
     /// Numbers continue after whatever the game already applied from us (a replica forgotten
@@ -186,9 +201,16 @@ impl Origin {
 
     /// Our commands up to `upto` are committed; `game` tells whether joins among them worked.
     pub fn ack_upto(&mut self, upto: u64, game: &Game) {
+        let now = Instant::now();
         while self.unacked.front().is_some_and(|p| p.command.seq <= upto) {
-            if let Some(arrived) = self.unacked.pop_front().and_then(|p| p.arrived) {
-                self.metrics.press_to_ack.observe(arrived.elapsed());
+            let Some(pending) = self.unacked.pop_front() else {
+                break;
+            };
+            if let Some(arrived) = pending.arrived {
+                self.metrics.press_to_ack.observe(now - arrived);
+            }
+            if let Some(sent) = pending.sent {
+                self.round_trip = (self.round_trip * 7 + (now - sent)) / 8;
             }
         }
         let (done, waiting): (Vec<_>, Vec<_>) =

@@ -178,11 +178,9 @@ impl GameTask {
     pub(super) fn send_unacked(&mut self, owner: &str) {
         let now = Instant::now();
         let after = self.origin.acknowledged();
+        let gap = self.origin.patience(self.shared.timing.resend_gap);
         for pending in self.origin.unacked.iter_mut() {
-            if pending
-                .sent
-                .is_some_and(|at| now - at < self.shared.timing.resend_gap)
-            {
+            if pending.sent.is_some_and(|at| now - at < gap) {
                 continue;
             }
             let mut command = pending.command.clone();

@@ -36,7 +36,8 @@ impl GameTask {
             next.push(self.last_action + t.replica_keep);
         }
         if !owner {
-            next.extend(self.origin.oldest_sent().map(|at| at + t.ack_timeout));
+            let patience = self.origin.patience(t.ack_timeout);
+            next.extend(self.origin.oldest_sent().map(|at| at + patience));
         } else if !self.ctx().writable {
             let oldest = self.held.iter().map(|(_, at)| *at).min();
             next.extend(oldest.map(|at| at + FORWARDED_UNAVAILABLE_AFTER));
@@ -186,7 +187,7 @@ impl GameTask {
             && self
                 .origin
                 .oldest_sent()
-                .is_some_and(|at| at + t.ack_timeout <= now)
+                .is_some_and(|at| at + self.origin.patience(t.ack_timeout) <= now)
         {
             // Not acknowledged in time: is the owner still there? (Resent once it is known.)
             for pending in self.origin.unacked.iter_mut() {
