@@ -5,20 +5,31 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Addresses remembered before full buckets (the same as none) are forgotten.
+/// Addresses remembered before full buckets (the same as none) are forgotten; after a prune,
+/// the next comes when the map has doubled, so that many addresses with tokens missing (an
+/// attack from many addresses) cost a scan now and then, not one per request.
 const PRUNE_AT: usize = 10_000;
 
 pub struct CreateQuota {
     /// Games a minute (0: no limit).
     per_minute: u32,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_client: HashMap<String, (f64, Instant)>,
+    prune_at: usize,
 }
 
 impl CreateQuota {
     pub fn new(per_minute: u32) -> CreateQuota {
         CreateQuota {
             per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
@@ -29,14 +40,19 @@ impl CreateQuota {
         }
         let capacity = f64::from(self.per_minute);
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= PRUNE_AT {
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets = &mut *guard;
+        if buckets.by_client.len() >= buckets.prune_at {
             let per_sec = capacity / 60.0;
-            buckets.retain(|_, (tokens, at)| {
+            buckets.by_client.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * per_sec < capacity
             });
+            buckets.prune_at = PRUNE_AT.max(buckets.by_client.len() * 2);
         }
-        let (tokens, at) = buckets.entry(client.to_owned()).or_insert((capacity, now));
+        let (tokens, at) = buckets
+            .by_client
+            .entry(client.to_owned())
+            .or_insert((capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * capacity / 60.0).min(capacity);
         *at = now;
         if *tokens >= 1.0 {
@@ -58,6 +74,15 @@ mod tests {
         assert!((0..3).all(|_| quota.allow("a")));
         assert!(!quota.allow("a"));
         assert!(quota.allow("b"));
+        // Many addresses with tokens missing: pruned when the map doubles, not on every call.
+        let many = CreateQuota::new(3);
+        for i in 0..PRUNE_AT + 10 {
+            assert!(many.allow(&format!("c{i}")));
+        }
+        let buckets = many.buckets.lock().unwrap();
+        assert_eq!(buckets.by_client.len(), PRUNE_AT + 10);
+        assert_eq!(buckets.prune_at, 2 * PRUNE_AT);
+        drop(buckets);
         let unlimited = CreateQuota::new(0);
         assert!((0..1000).all(|_| unlimited.allow("a")));
     }
