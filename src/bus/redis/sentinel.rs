@@ -127,10 +127,15 @@ pub(super) async fn is_master(conn: &mut redis::aio::MultiplexedConnection) -> R
     Ok(matches!(first, Some(redis::Value::BulkString(ref b)) if b == b"master"))
 }
 
+/// How long the failover watcher listens to one Sentinel without hearing anything before it
+/// subscribes again.
+const WATCH_QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Listens on the Sentinels for `+switch-master` of our master while `master` is the one we
 /// are connected to; when it moves, asks the supervisor to reconnect. Ends after a switch (the
-/// supervisor aborts it when the connection ends for another reason). A Sentinel that cannot be reached is skipped: losing the
-/// connection to the old master leads to the new one anyway.
+/// supervisor aborts it when the connection ends for another reason). A Sentinel that cannot
+/// be reached, or answers nothing, is skipped: losing the connection to the old master leads
+/// to the new one anyway.
 pub(super) async fn watch_failover(inner: Arc<Inner>, sentinels: Arc<Sentinels>, master: String) {
     loop {
         for (client, _) in &sentinels.sentinels {
@@ -139,11 +144,16 @@ pub(super) async fn watch_failover(inner: Arc<Inner>, sentinels: Arc<Sentinels>,
             else {
                 continue;
             };
-            if pubsub.subscribe("+switch-master").await.is_err() {
+            let subscribed = super::conn::bounded("Sentinel SUBSCRIBE", async {
+                pubsub.subscribe("+switch-master").await
+            });
+            if subscribed.await.is_err() {
                 continue;
             }
             let mut stream = pubsub.on_message();
-            while let Some(msg) = stream.next().await {
+            // A Sentinel cut off answers nothing, ever, and closes nothing: subscribe again
+            // (to the next Sentinel) after a quiet minute rather than wait on it for good.
+            while let Ok(Some(msg)) = tokio::time::timeout(WATCH_QUIET, stream.next()).await {
                 // `<name> <old-ip> <old-port> <new-ip> <new-port>`
                 let Ok(text) = msg.get_payload::<String>() else {
                     continue;
