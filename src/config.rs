@@ -110,7 +110,8 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Games one client address may create per minute (0: no limit).
+    /// Games one client address may create per minute (0: no limit); it may have this server
+    /// look up twenty times as many games that the server does not hold.
     #[arg(long, env = "CREATE_LIMIT", default_value_t = 30)]
     pub create_limit: u32,
 

@@ -60,6 +60,7 @@ struct JoinResponse {
 }
 
 pub(super) async fn join(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<JoinRequest>,
@@ -67,6 +68,9 @@ pub(super) async fn join(
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return Err(NodeError::NotFound.into());
+    }
+    if !super::may_look_up(&state, &proxy::client_addr(req.head(), &state), &game_id) {
+        return Err(ApiError::lookups_limited());
     }
     let name = PlayerName::parse(&body.name)?;
     let robot_id = state.node.join(&game_id, name).await?;
@@ -79,12 +83,16 @@ pub(super) async fn join(
 }
 
 pub(super) async fn game(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return Err(NodeError::NotFound.into());
+    }
+    if !super::may_look_up(&state, &proxy::client_addr(req.head(), &state), &game_id) {
+        return Err(ApiError::lookups_limited());
     }
     let game = state.node.game(&game_id).await?;
     Ok(HttpResponse::Ok()

@@ -44,6 +44,12 @@ pub const MAX_BODY: usize = 4 * 1024;
 /// How long HTTP keeps a connection with no request open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
+/// Whether `client` may have this server look `game_id` up: a game held here always; one it
+/// does not hold (a task and a Redis claim to find it) within the address's lookup quota.
+pub(crate) fn may_look_up(state: &AppState, client: &str, game_id: &str) -> bool {
+    state.node.holds(game_id) || state.lookup_quota.allow(client)
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub node: Node,
@@ -55,7 +61,9 @@ pub struct AppState {
     /// How long a game may go without play before it is ended (the lobby tells players).
     pub idle_timeout: Duration,
     /// Games a client address may create per minute.
-    pub create_quota: quota::CreateQuota,
+    pub create_quota: quota::AddressQuota,
+    /// Games a client address may have this server look up, when it does not hold them.
+    pub lookup_quota: quota::AddressQuota,
     /// Frames a second one WebSocket may send (bursts of twice as many).
     pub ws_frame_rate: u32,
     /// Silence after which a WebSocket is closed as gone.
@@ -232,6 +240,14 @@ impl ApiError {
     }
 
     /// `429 rate_limited`: too many games created from one address.
+    pub(crate) fn lookups_limited() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many games looked up from your address: try again in a minute",
+        )
+    }
+
     pub(crate) fn create_limited() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

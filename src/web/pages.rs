@@ -116,6 +116,18 @@ fn cross_site_page() -> HttpResponse {
     )
 }
 
+/// Past the address's quota of games looked up (see `super::may_look_up`).
+fn limited_page() -> HttpResponse {
+    html(
+        StatusCode::TOO_MANY_REQUESTS,
+        &NotFoundPage {
+            code: 429,
+            title: "Too many requests",
+            message: ApiError::lookups_limited().message().to_owned(),
+        },
+    )
+}
+
 fn unavailable_page() -> HttpResponse {
     html(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -259,7 +271,7 @@ pub(super) async fn join_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let game_id = path.into_inner();
-    match game_or_page(&state, &game_id).await {
+    match game_or_page(&req, &state, &game_id).await {
         Ok(game) if has_robot(&req, &state, &game) => to_race(&game_id),
         Ok(game) => html(
             StatusCode::OK,
@@ -271,9 +283,16 @@ pub(super) async fn join_page(
 
 /// The game at `game_id`, or the page to show instead (a bad link, a game that ended, a
 /// busy server).
-async fn game_or_page(state: &AppState, game_id: &str) -> Result<crate::game::Game, HttpResponse> {
+async fn game_or_page(
+    req: &HttpRequest,
+    state: &AppState,
+    game_id: &str,
+) -> Result<crate::game::Game, HttpResponse> {
     if !valid_game_id(game_id) {
         return Err(not_found_page("There is no game at this link."));
+    }
+    if !super::may_look_up(state, &proxy::client_addr(req.head(), state), game_id) {
+        return Err(limited_page());
     }
     state.node.game(game_id).await.map_err(|e| match e {
         NodeError::Unavailable | NodeError::Overloaded => unavailable_page(),
@@ -293,6 +312,9 @@ pub(super) async fn join_game_form(
     let game_id = path.into_inner();
     if !valid_game_id(&game_id) {
         return not_found_page("There is no game at this link.");
+    }
+    if !super::may_look_up(&state, &proxy::client_addr(req.head(), &state), &game_id) {
+        return limited_page();
     }
     // Sent again (Back, reload): the robot this browser already has, not a second one.
     if player(&req, &state, &game_id).is_some() {
@@ -403,7 +425,7 @@ pub(super) async fn watch_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let game_id = path.into_inner();
-    if let Err(page) = game_or_page(&state, &game_id).await {
+    if let Err(page) = game_or_page(&req, &state, &game_id).await {
         return page;
     }
     let invite_url = format!("{}/join/{game_id}", proxy::base_url(&req, &state));

@@ -1,5 +1,7 @@
-//! Game creation quota per client address: a token bucket of `-create-limit` games a minute,
-//! so one client cannot fill a server's memory with games.
+//! Quotas per client address, token buckets of so many a minute: games created
+//! (`-create-limit`), so one client cannot fill a server's memory with games; and games looked
+//! up that the server does not hold (twenty times that), so one client cannot make a server
+//! start a task and ask Redis for game after random game.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +12,11 @@ use std::time::Instant;
 /// attack from many addresses) cost a scan now and then, not one per request.
 const PRUNE_AT: usize = 10_000;
 
-pub struct CreateQuota {
+/// Games a client address may look up per minute, per game it may create (see
+/// [`AddressQuota::lookups`]).
+pub const LOOKUPS_PER_CREATE: u32 = 20;
+
+pub struct AddressQuota {
     /// Games a minute (0: no limit).
     per_minute: u32,
     buckets: Mutex<Buckets>,
@@ -22,9 +28,14 @@ struct Buckets {
     prune_at: usize,
 }
 
-impl CreateQuota {
-    pub fn new(per_minute: u32) -> CreateQuota {
-        CreateQuota {
+impl AddressQuota {
+    /// The quota of games created looked up for a creation quota of `create_limit` a minute.
+    pub fn lookups(create_limit: u32) -> AddressQuota {
+        AddressQuota::new(create_limit.saturating_mul(LOOKUPS_PER_CREATE))
+    }
+
+    pub fn new(per_minute: u32) -> AddressQuota {
+        AddressQuota {
             per_minute,
             buckets: Mutex::new(Buckets {
                 by_client: HashMap::new(),
@@ -33,7 +44,7 @@ impl CreateQuota {
         }
     }
 
-    /// Whether `client` may create a game now (and counts it).
+    /// Whether `client` may go ahead now (and counts it).
     pub fn allow(&self, client: &str) -> bool {
         if self.per_minute == 0 {
             return true;
@@ -70,12 +81,12 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_quota_and_others_theirs() {
-        let quota = CreateQuota::new(3);
+        let quota = AddressQuota::new(3);
         assert!((0..3).all(|_| quota.allow("a")));
         assert!(!quota.allow("a"));
         assert!(quota.allow("b"));
         // Many addresses with tokens missing: pruned when the map doubles, not on every call.
-        let many = CreateQuota::new(3);
+        let many = AddressQuota::new(3);
         for i in 0..PRUNE_AT + 10 {
             assert!(many.allow(&format!("c{i}")));
         }
@@ -83,7 +94,7 @@ mod tests {
         assert_eq!(buckets.by_client.len(), PRUNE_AT + 10);
         assert_eq!(buckets.prune_at, 2 * PRUNE_AT);
         drop(buckets);
-        let unlimited = CreateQuota::new(0);
+        let unlimited = AddressQuota::lookups(0);
         assert!((0..1000).all(|_| unlimited.allow("a")));
     }
 }

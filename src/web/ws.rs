@@ -87,6 +87,9 @@ async fn admit(head: &RequestHead, state: &AppState) -> Result<Admitted, ApiErro
             // there is.
             return Err(not_an_upgrade("no Upgrade: websocket header"));
         }
+        if !super::may_look_up(state, &proxy::client_addr(head, state), &game_id) {
+            return Err(ApiError::lookups_limited());
+        }
         let watcher = state.node.watch(&game_id, seat).await?;
         return Ok(Admitted::Spectator { game_id, watcher });
     }

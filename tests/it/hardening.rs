@@ -229,6 +229,45 @@ async fn game_creation_is_rate_limited_per_address() {
     assert_eq!(other.status(), 201);
 }
 
+/// Looking up games this server does not hold (each a task and a claim) is limited per
+/// client address, at twenty times the creation limit a minute: random game ids answer 404
+/// until the quota is spent, then 429 `rate_limited` (API and pages); a game the server holds
+/// is always found.
+#[actix_rt::test]
+async fn looking_up_unknown_games_is_rate_limited_per_address() {
+    let server = Server::start(&["-create-limit", "1"]);
+    let api = server.api();
+    let held = api.create("held", 5, 0).await;
+    let mut answers = Vec::new();
+    for i in 0..21 {
+        let (status, _) = api.get_json(&format!("/api/games/zzzz{i:04}")).await;
+        answers.push(status);
+    }
+    assert_eq!(answers[..20], [404; 20], "{answers:?}");
+    assert_eq!(answers[20], 429, "{answers:?}");
+    let (status, body) = api
+        .post_json(
+            "/api/games/zzzz9999/players",
+            serde_json::json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let page = http()
+        .get(server.url("/join/zzzz9998"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    let (status, game) = api.get_json(&format!("/api/games/{}", held.game_id)).await;
+    assert_eq!(
+        (status, game["id"].as_str()),
+        (200, Some(held.game_id.as_str()))
+    );
+}
+
 /// Names: bidi overrides and zero-width characters refused; length counted in graphemes and
 /// bytes; no stacked marks; the refusal says which rule.
 #[actix_rt::test]
