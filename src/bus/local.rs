@@ -270,12 +270,9 @@ impl Bus for LocalBus {
         let Some(mut store) = self.store() else {
             return SaveOutcome::Down;
         };
-        let now = Instant::now();
-        let epoch = store.epochs.get(game_id).copied();
-        let result = match store.owner(game_id, now) {
+        let result = match store.epochs.get(game_id).copied() {
             _ if store.full => SaveResult::Failed,
-            Some(o) if o == self.node_id && epoch != Some(save.epoch) => SaveResult::Fenced,
-            Some(o) if o == self.node_id => {
+            Some(epoch) if epoch == save.epoch => {
                 store.states.insert(game_id.to_owned(), save.stored);
                 self.writes.fetch_add(1, Ordering::Relaxed);
                 let listeners = store.listeners(&self.node_id);

@@ -18,9 +18,9 @@
 //! server (`node_alive:`, another slot) is read before the script and passed in (`CLAIM`'s
 //! `ARGV[5]`).
 //!
-//! Every write is fenced twice: it happens only while `game_owner:<id>` names this server
-//! *and* `game_epoch:<id>` still holds the epoch this server's claim took. A claim increments
-//! the epoch, so a server that lost a game (its lease lapsed while it was frozen, say) cannot
+//! Every write is fenced: a save only while `game_epoch:<id>` still holds the epoch this
+//! server's claim took, the other scripts also on `game_owner:<id>` naming this server. A claim
+//! increments the epoch, so a server that lost a game (its lease lapsed while it was frozen, say) cannot
 //! overwrite what the new owner saved, nor publish it — not even after claiming the game back,
 //! when a write from its earlier ownership arrives late (a cut connection delivering what it
 //! held). The epoch also numbers versions (see `node::game_task`): an owner's versions start
@@ -108,19 +108,21 @@ pub fn slot(key: &str) -> u16 {
     crc % 16384
 }
 
-/// Store the game's JSON and publish the change, while this node owns the game under the
-/// epoch it claimed: 1 done, 0 another owns it (or a later claim took a new epoch), 2 nobody
-/// does. The owner sends the whole JSON it holds, so Redis does no work on the text (Lua string
-/// work on a 2 KB document was most of a press's Redis CPU); the lease is renewed apart, in
-/// batches.
-/// KEYS: owner, state, epoch. ARGV: node, state JSON, channel, message, TTL s, epoch.
+/// Store the game's JSON and publish the change, while the game's epoch is still the one this
+/// node's claim took: 1 done, 0 a later claim took a new epoch (another server, or this one
+/// again: this write is from an earlier ownership), 2 no epoch at all (Redis lost the game:
+/// claim it again). The epoch alone fences: only a claim changes it, and a claim is the only
+/// way another server comes to write, so a lapsed lease that nobody claimed loses nothing by
+/// one more save (the lease is renewed apart, in batches, and a renewal that finds it lapsed
+/// claims again). The owner sends the whole JSON it holds, so Redis does no work on the text
+/// (Lua string work on a 2 KB document was most of a press's Redis CPU).
+/// KEYS: epoch, state. ARGV: epoch, state JSON, channel, message, TTL s.
 const SAVE: &str = r"
-local o = redis.call('GET', KEYS[1])
-if o ~= ARGV[1] then
-  if o then return 0 end
+local e = redis.call('GET', KEYS[1])
+if e ~= ARGV[1] then
+  if e then return 0 end
   return 2
 end
-if redis.call('GET', KEYS[3]) ~= ARGV[6] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
 redis.call('@PUBLISH', ARGV[3], ARGV[4])
 return 1";

@@ -140,16 +140,14 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
             match write {
                 Write::Save(save) => cmd
                     .arg(inner.scripts.save.get_hash())
-                    .arg(3)
-                    .arg(names.owner(id))
-                    .arg(names.state(id))
+                    .arg(2)
                     .arg(names.epoch(id))
-                    .arg(node)
+                    .arg(names.state(id))
+                    .arg(save.epoch)
                     .arg(&save.stored)
                     .arg(names.game_channel(id))
                     .arg(BusStats::stamp(&save.publish))
-                    .arg(STATE_TTL_SECS)
-                    .arg(save.epoch),
+                    .arg(STATE_TTL_SECS),
                 Write::Terminate { publish, epoch } => cmd
                     .arg(inner.scripts.terminate.get_hash())
                     .arg(3)
