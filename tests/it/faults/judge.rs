@@ -166,3 +166,44 @@ pub(crate) fn agreement(
         views.join("\n  ")
     ))
 }
+
+/// (d) No acknowledged press lost: every score any player was ever shown for a robot is at most
+/// its final score (in `agreed`, which the caller checked against Redis); and for the players
+/// in `unsure` (their server was killed under them, so presses they sent just before may or may
+/// not have been applied, and they were answered by nobody), no press counted twice.
+pub(crate) fn acknowledged_presses_lost(
+    players: &[RacingPlayer],
+    agreed: &Option<BTreeMap<String, u64>>,
+    unsure: &[&str],
+) -> Option<String> {
+    let agreed = agreed.as_ref()?;
+    let names = robot_names(players);
+    let mut found = Vec::new();
+    for p in players {
+        for shown in &p.seen {
+            for (robot, score) in &shown.scores {
+                let fin = agreed.get(robot).copied().unwrap_or(0);
+                if *score > fin {
+                    found.push(format!(
+                        "{} was shown {} at {score} (version {}), final {fin}",
+                        p.name,
+                        names.get(robot).unwrap_or(robot),
+                        shown.version
+                    ));
+                }
+            }
+        }
+        if unsure.contains(&p.name.as_str()) {
+            let most = p.sent.saturating_sub(p.error_count());
+            let fin = agreed.get(p.robot_id()).copied().unwrap_or(0);
+            if fin > most {
+                found.push(format!(
+                    "robot {}: sent {}, errors {:?}, final {fin}: counted twice",
+                    p.name, p.sent, p.errors
+                ));
+            }
+        }
+    }
+    found.dedup();
+    examples("an acknowledged press lost, or one counted twice", found)
+}

@@ -5,11 +5,13 @@
 //! press became.
 //!
 //! Here: the servers and the six racing players the tests share (also the topology tests');
-//! what the tests judge: [`judge`]; the tests: [`owner`] (a frozen owner), [`restart`] (a
+//! what the tests judge: [`judge`]; the tests: [`owner`] (a frozen owner), [`owner_lost`] (an
+//! owner killed before its writes reach Redis), [`redis`] (a frozen Redis), [`restart`] (a
 //! rolling restart, Redis back empty).
 
 mod judge;
 mod owner;
+mod owner_lost;
 mod redis;
 mod restart;
 
