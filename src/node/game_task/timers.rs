@@ -18,11 +18,11 @@ pub const COUNTDOWN_STEP: Duration = Duration::from_secs(1);
 /// A player's command that could not be applied or sent for this long (the game's storage
 /// cannot be written, or its owner cannot be reached) is answered `unavailable` instead, and
 /// never applied: every command is answered within 2 s.
-pub const UNAVAILABLE_AFTER: Duration = Duration::from_millis(1500);
+pub const UNAVAILABLE_AFTER: Duration = Duration::from_millis(1200);
 /// A command forwarded from another server that its owner (here) held this long because the
 /// game's storage cannot be written is answered `unavailable` to its server: less than
 /// [`UNAVAILABLE_AFTER`], for the trips to the owner and back.
-pub const FORWARDED_UNAVAILABLE_AFTER: Duration = Duration::from_millis(1000);
+pub const FORWARDED_UNAVAILABLE_AFTER: Duration = Duration::from_millis(800);
 
 impl GameTask {
     pub(super) fn next_deadline(&self) -> Instant {

@@ -6,14 +6,15 @@
 //!
 //! Here: the servers and the six racing players the tests share (also the topology tests');
 //! what the tests judge: [`judge`]; the tests: [`owner`] (a frozen owner), [`owner_lost`] (an
-//! owner killed before its writes reach Redis), [`redis`] (a frozen Redis), [`restart`] (a
-//! rolling restart, Redis back empty).
+//! owner killed before its writes reach Redis), [`redis`] (a frozen Redis), [`sick`] (Redis cut
+//! off, slow, out of memory), [`restart`] (a rolling restart, Redis back empty).
 
 mod judge;
 mod owner;
 mod owner_lost;
 mod redis;
 mod restart;
+mod sick;
 
 pub(crate) use judge::{agreement, notable_logs, presses_not_accounted_for, report};
 
@@ -34,7 +35,12 @@ pub(crate) const PRESS_EVERY: Duration = Duration::from_millis(200);
 /// A server on `redis` named `name` (with the short lease when `lease`), once it says it is
 /// connected.
 fn node(redis: &Redis, name: &str, lease: bool) -> Server {
-    let addr = redis.addr();
+    node_at(&redis.addr(), name, lease)
+}
+
+/// A server on the Redis at `addr` (say, a proxy in front of it).
+fn node_at(addr: &str, name: &str, lease: bool) -> Server {
+    let addr = addr.to_owned();
     let lease_ms = LEASE_MS.to_string();
     let mut args = vec!["-redis", addr.as_str(), "-node-id", name];
     if lease {

@@ -11,6 +11,7 @@
 mod api;
 mod player;
 mod process;
+mod proxy;
 mod racing;
 mod redis_server;
 mod server;
@@ -18,4 +19,6 @@ mod view;
 
 // Each test binary uses its own part of these (`tests/under_load.rs` only a few).
 #[allow(unused_imports)]
-pub use self::{api::*, player::*, process::*, racing::*, redis_server::*, server::*, view::*};
+pub use self::{
+    api::*, player::*, process::*, proxy::*, racing::*, redis_server::*, server::*, view::*,
+};

@@ -2,7 +2,7 @@
 //! socket closes), and the checks on what several of them were shown.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use awc::ws::{Frame, Message};
@@ -48,6 +48,10 @@ pub struct RacingPlayer {
     /// Connects, closes and errors, with the time since the player was made (for reports).
     pub events: Vec<String>,
     born: Instant,
+    /// When each press not yet answered was sent, oldest first.
+    unanswered: VecDeque<Instant>,
+    /// How long each answered press waited: for its player's score to rise, or for an error.
+    pub answered_in: Vec<Duration>,
 }
 
 impl RacingPlayer {
@@ -67,6 +71,8 @@ impl RacingPlayer {
             connects: 0,
             events: Vec::new(),
             born: Instant::now(),
+            unanswered: VecDeque::new(),
+            answered_in: Vec::new(),
         }
     }
 
@@ -228,8 +234,25 @@ impl RacingPlayer {
     }
 
     fn draw(&mut self, game: Value) {
+        let before = self.own_score().unwrap_or(0);
         self.drawn.push(Shown::of(&game, self.server));
         self.game = game;
+        for _ in before..self.own_score().unwrap_or(0) {
+            self.answered();
+        }
+    }
+
+    /// The oldest press waiting for its answer got it.
+    fn answered(&mut self) {
+        if let Some(sent) = self.unanswered.pop_front() {
+            self.answered_in.push(sent.elapsed());
+        }
+    }
+
+    /// Presses answered later than `limit`, and presses never answered.
+    pub fn answered_late(&self, limit: Duration) -> (usize, usize) {
+        let late = self.answered_in.iter().filter(|d| **d > limit).count();
+        (late, self.unanswered.len())
     }
 
     fn record(&mut self, msg: &Value) {
@@ -262,6 +285,9 @@ impl RacingPlayer {
             Some("error") => {
                 let code = msg["error"].as_str().unwrap_or("?").to_owned();
                 *self.errors.entry(code.clone()).or_default() += 1;
+                if ["unavailable", "rate_limited", "overloaded"].contains(&code.as_str()) {
+                    self.answered();
+                }
                 self.event(format!("error {code} from server {}", self.server));
             }
             Some("terminated") => self.event(format!("terminated by server {}", self.server)),
@@ -289,6 +315,7 @@ impl RacingPlayer {
         let ok = self.send(json!({"type": "score_point"})).await;
         if ok {
             self.sent += 1;
+            self.unanswered.push_back(Instant::now());
         }
         ok
     }

@@ -27,6 +27,8 @@ pub struct Shown {
     pub scores: BTreeMap<String, u64>,
     /// The server (index in the player's list) whose socket brought it.
     pub via: usize,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Shown {
@@ -36,6 +38,7 @@ impl Shown {
             state: state(game).to_owned(),
             scores: scores_of(game),
             via,
+            at: std::time::Instant::now(),
         }
     }
 
