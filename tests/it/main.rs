@@ -6,6 +6,7 @@ mod browser;
 mod cluster;
 mod deploy;
 mod faults;
+mod flood;
 mod hardening;
 mod helpers;
 mod k8s;

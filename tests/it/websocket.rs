@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{Joined, Server};
 
-const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 
 /// A WebSocket opened by hand: the upgrade request, then frames as bytes.
-struct Raw {
-    tcp: TcpStream,
+pub(crate) struct Raw {
+    pub(crate) tcp: TcpStream,
 }
 
 impl Raw {
-    fn open(server: &Server, joined: &Joined) -> Raw {
+    pub(crate) fn open(server: &Server, joined: &Joined) -> Raw {
         let mut tcp = TcpStream::connect(server.addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
@@ -41,7 +41,7 @@ impl Raw {
     }
 
     /// A masked frame, as a browser sends (`fin` and `masked` as given).
-    fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    pub(crate) fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
         let mut f = vec![0x80 | opcode];
         let mask_bit = if masked { 0x80 } else { 0 };
         match payload.len() {
