@@ -24,11 +24,10 @@ async fn press_and_time(player: &mut Player, offset: Duration) -> Vec<Duration> 
     actix_rt::time::sleep(offset).await;
     let mut took = Vec::new();
     let robot = player.robot_id.clone();
-    let mut score = scores_of(&player.game).get(&robot).copied().unwrap_or(0);
-    for _ in 0..PRESSES {
+    let first = scores_of(&player.game).get(&robot).copied().unwrap_or(0);
+    for score in first + 1..=first + PRESSES as u64 {
         let sent = Instant::now();
         player.press().await;
-        score += 1;
         player
             .wait_game(SECS(10), |g| {
                 scores_of(g).get(&robot).copied().unwrap_or(0) >= score
