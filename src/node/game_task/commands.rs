@@ -203,13 +203,10 @@ impl GameTask {
 
     /// Applies a command to the game we own: each numbered command once, in order.
     pub(super) fn apply(&mut self, mut command: Command) {
+        let refused = self.refused_at(&command.origin, command.seq);
         let Some(game) = self.game.as_mut() else {
             return;
         };
-        let refused = self
-            .refused
-            .iter()
-            .position(|(o, seq)| *o == command.origin && *seq == command.seq);
         if refused.is_some() {
             // Its player was told `unavailable`: whatever copy comes, it changes nothing.
             command.cmd = Cmd::Void;
@@ -296,15 +293,28 @@ impl GameTask {
             }
             self.origin.refused(command.seq, error);
         } else {
-            let msg = InboxMsg::CommandError {
-                game_id: self.id.clone(),
-                seq: command.seq,
-                session: command.session,
-                error: error.code().to_owned(),
-                message: error.to_string(),
-                unapplied: false,
-            };
-            self.shared.bus.send_to(&command.from, msg.encode());
+            self.send_error(command, &error, false);
         }
+    }
+
+    /// Tells the server a forwarded command came from that it was refused (`unapplied`: not
+    /// applied, and its number is to be sent again as nothing).
+    pub(super) fn send_error(&self, command: &Command, error: &NodeError, unapplied: bool) {
+        let msg = InboxMsg::CommandError {
+            game_id: self.id.clone(),
+            seq: command.seq,
+            session: command.session,
+            error: error.code().to_owned(),
+            message: error.to_string(),
+            unapplied,
+        };
+        self.shared.bus.send_to(&command.from, msg.encode());
+    }
+
+    /// Where `(origin, seq)` is among the forwarded commands answered `unavailable` here.
+    pub(super) fn refused_at(&self, origin: &str, seq: u64) -> Option<usize> {
+        self.refused
+            .iter()
+            .position(|(o, s)| o == origin && *s == seq)
     }
 }

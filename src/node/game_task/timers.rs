@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::GameTask;
 use crate::game::Step;
 use crate::node::role::Role;
-use crate::node::wire::{Cmd, InboxMsg};
+use crate::node::wire::Cmd;
 
 /// Forwarded commands remembered as answered `unavailable` (see `answer_held`) at most.
 const MAX_REFUSED: usize = 4096;
@@ -133,23 +133,12 @@ impl GameTask {
                 .max(command.after);
             let void = matches!(command.cmd, Cmd::Void | Cmd::Join { .. });
             let known = self.refused.len() >= MAX_REFUSED
-                || self
-                    .refused
-                    .iter()
-                    .any(|(o, seq)| *o == command.origin && *seq == command.seq);
+                || self.refused_at(&command.origin, command.seq).is_some();
             if command.seq <= applied || void || known {
                 continue;
             }
             self.refused.push((command.origin.clone(), command.seq));
-            let msg = InboxMsg::CommandError {
-                game_id: self.id.clone(),
-                seq: command.seq,
-                session: command.session,
-                error: err.code().to_owned(),
-                message: err.to_string(),
-                unapplied: true,
-            };
-            self.shared.bus.send_to(&command.from, msg.encode());
+            self.send_error(&command, &err, true);
         }
     }
 
