@@ -35,7 +35,8 @@ pub enum BusStatus {
     Local,
     /// Connected: saves are fenced and published.
     Connected,
-    /// Configured but unreachable: owners run their games alone until it is back.
+    /// Configured but unreachable: games Redis holds wait until it is back; only a game
+    /// created meanwhile (Redis never held it) runs alone.
     Down,
 }
 
@@ -59,7 +60,8 @@ pub struct Save {
 pub enum SaveOutcome {
     /// Queued: the result comes later as [`BusEvents::saved`].
     Pending,
-    /// Not saved: the bus is down. The caller runs alone and saves again when it is back.
+    /// Not saved: the bus is down. The caller saves again when it is back; meanwhile only a
+    /// game Redis has never held is shown unsaved (runs alone), others wait.
     Down,
 }
 

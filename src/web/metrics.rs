@@ -95,7 +95,7 @@ impl Figures {
             "Presses received from local players (after rate limiting).",
             m.presses.load(Relaxed),
         );
-        f.counter("sessions_dropped_slow", "Sessions closed because they did not read their updates (a write that did not finish in time, or no pong for 30 s).", m.sessions_dropped_slow.load(Relaxed));
+        f.counter("sessions_dropped_slow", "Sockets cut because they stopped reading: a frame of the server's own (a ping, an answer, a spectator's update, the close) could not be queued within 5 s. Silent sockets timed out are not counted.", m.sessions_dropped_slow.load(Relaxed));
         f.counter(
             "sessions_behind",
             "Times a session fell behind: skipped, then sent the newest full state.",
@@ -200,7 +200,7 @@ impl Figures {
         let refused = by(Via::Refused).collect();
         self.push(
             "ws_refused",
-            "WebSocket upgrades refused with an HTTP error, by code.",
+            "WebSocket upgrades (requests with Upgrade: websocket) refused with an HTTP error, by code.",
             Value::Counters(refused),
         );
     }

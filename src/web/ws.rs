@@ -3,10 +3,11 @@
 //! `GET /ws/<id>` passes the same checks as any request (a game id, this site's origin, a
 //! player token for the game or `?watch=1`), answered with HTTP errors (400, 401, 403, 404,
 //! 503) before anything is upgraded. A spectator also needs a seat (`-max-spectators`): past
-//! it, `503 room_full` with `Retry-After`. An admitted request is upgraded by actix-ws; a
-//! player's session is registered with its game (which sends `welcome` into the new socket's
-//! queue), a spectator's watches the game's stage (its `welcome` queued here), before the
-//! `101` answer goes out, and its task ([`super::session`]) starts.
+//! it, `503 room_full` with `Retry-After`; and, for a game this server does not hold, its
+//! address within the lookup quota (else `429 rate_limited`). An admitted request is upgraded
+//! by actix-ws; a player's session is registered with its game (which sends `welcome` into the
+//! new socket's queue), a spectator's watches the game's stage (its `welcome` queued here),
+//! before the `101` answer goes out, and its task ([`super::session`]) starts.
 
 use std::sync::Arc;
 
@@ -112,8 +113,25 @@ fn not_an_upgrade(why: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// `GET /ws/<id>`: checks, upgrades, and starts the session.
+/// `GET /ws/<id>`: checks, upgrades, and starts the session. A refused upgrade is the error
+/// (`ops::upgrade_counted` counts it in `robot_race_ws_refused_total`). A plain `GET` without
+/// `Upgrade: websocket` (the watch page asking whether there is room) gets the same answer,
+/// but as a response: it is no refused upgrade, and is not counted as one.
 pub(super) async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let asks = asks_upgrade(req.head());
+    match open(req, body, state).await {
+        // `error_response` counts it in `robot_race_errors_total{via="http"}`, as before.
+        Err(refused) if !asks => Ok(actix_web::ResponseError::error_response(&refused)),
+        answer => answer,
+    }
+}
+
+/// Admits the request and upgrades it, or says why not.
+async fn open(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,

@@ -212,6 +212,11 @@ async fn past_max_spectators_an_upgrade_gets_503_with_retry_after() {
         1
     );
     assert_eq!(metric(&server, "robot_race_spectators").await, 1);
+    assert_eq!(
+        metric(&server, "robot_race_ws_refused_total{code=\"room_full\"}").await,
+        1,
+        "the page's plain GET was counted as a refused upgrade"
+    );
     // A player is no spectator: still admitted.
     let _ann_ws = connect(&server, &ann).await;
     drop(first);

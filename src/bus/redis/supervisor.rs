@@ -330,7 +330,7 @@ impl Inner {
                         return;
                     }
                     log::warn!(
-                        "WARNING: Lost the connection to Redis at {addr}; running on this server's games alone and reconnecting"
+                        "WARNING: Lost the connection to Redis at {addr}; reconnecting, and games wait until it is back"
                     );
                     if let Some(events) = self.events.get() {
                         events.connection(false);

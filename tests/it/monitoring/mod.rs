@@ -106,9 +106,15 @@ async fn metrics_keep_every_name_alone_and_in_a_cluster() {
             "/metrics lacks {new}:\n{text}"
         );
     }
-    // A refused upgrade is counted by its code.
+    // A refused upgrade is counted by its code; a plain GET of the same path (no
+    // `Upgrade: websocket`) is refused alike but is no upgrade, and not counted.
     let (status, _) = alone.api().get_json("/ws/x").await;
     assert_eq!(status, 404);
+    let upgrade = awc::Client::new().ws(alone.ws_url("/ws/x")).connect().await;
+    assert!(
+        upgrade.is_err(),
+        "an upgrade to an unknown game went through"
+    );
     let (_, text) = scrape(&alone).await;
     assert!(
         text.contains("robot_race_ws_refused_total{code=\"not_found\"} 1"),
