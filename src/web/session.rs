@@ -171,20 +171,29 @@ impl Reader {
     }
 }
 
-/// The close a protocol error earns: 1009 for a message over the size cap, 1007 for text
-/// that is not UTF-8, else 1002.
+/// The close a protocol error earns (RFC 6455 section 7.4.1): 1009 for a message over the size
+/// cap, 1007 for text that is not UTF-8, else 1002 (reserved bits set, an unmasked frame, a bad
+/// opcode or control frame, a continuation out of place).
 fn protocol_close(e: &actix_ws::ProtocolError) -> CloseReason {
     use actix_ws::ProtocolError as P;
     match e {
         P::Overflow => reason(CloseCode::Size, "message too big"),
-        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            reason(CloseCode::Invalid, "text is not UTF-8")
-        }
         P::Io(io) if io.to_string().contains("continuation size") => {
             reason(CloseCode::Size, "message too big")
         }
+        P::Io(io) if not_utf8(io) => reason(CloseCode::Invalid, "text is not UTF-8"),
         _ => reason(CloseCode::Protocol, "protocol error"),
     }
+}
+
+/// actix-ws reports text that is not UTF-8 as `InvalidData` carrying the `Utf8Error` (or its
+/// text, for a fragmented message); actix-http reports reserved bits with the same kind.
+fn not_utf8(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::InvalidData
+        && (io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<std::str::Utf8Error>())
+            || io.to_string().contains("utf-8"))
 }
 
 /// Queues a frame of the session's own; the client stopped reading if it cannot be queued

@@ -173,8 +173,19 @@ async fn wire_errors_close_with_their_codes() {
     let server = Server::start(&[]);
     let (ann, _) = game_of_two(&server).await;
     let big = format!(r#"{{"type":"score_point","pad":"{}"}}"#, "x".repeat(70_000));
-    let unmasked = Raw::frame(OP_TEXT, br#"{"type":"score_point"}"#, false);
-    let cases: [(&str, Vec<u8>, u16); 3] = [
+    let press = br#"{"type":"score_point"}"#;
+    let unmasked = Raw::frame(OP_TEXT, press, false);
+    let mut reserved_bits = Raw::frame(OP_TEXT, press, true);
+    reserved_bits[0] |= 0x40;
+    // Opcode 3 is reserved for future data frames.
+    let mut reserved_opcode = Raw::frame(OP_TEXT, press, true);
+    reserved_opcode[0] = (reserved_opcode[0] & 0xf0) | 0x3;
+    // A control frame may carry at most 125 bytes.
+    let long_ping = Raw::frame(OP_PING, &[b'x'; 126], true);
+    // A continuation with no message to continue.
+    let mut stray_continuation = Raw::frame(OP_TEXT, press, true);
+    stray_continuation[0] &= 0xf0;
+    let cases: [(&str, Vec<u8>, u16); 7] = [
         (
             "over 64 KiB",
             Raw::frame(OP_TEXT, big.as_bytes(), true),
@@ -186,6 +197,10 @@ async fn wire_errors_close_with_their_codes() {
             1007,
         ),
         ("unmasked", unmasked, 1002),
+        ("reserved bits set", reserved_bits, 1002),
+        ("a reserved opcode", reserved_opcode, 1002),
+        ("a ping over 125 bytes", long_ping, 1002),
+        ("a continuation out of place", stray_continuation, 1002),
     ];
     for (what, bytes, expected) in cases {
         let mut raw = Raw::open(&server, &ann);
