@@ -42,11 +42,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::HttpService;
-use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt as _};
-use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{web as aweb, App};
+use actix_web::{web as aweb, App, HttpServer};
 
 use crate::bus::local::LocalBus;
 use crate::bus::redis::cluster::ClusterNodes;
@@ -80,10 +78,8 @@ impl Application {
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| nanoid::nanoid!(10));
         let secret = config
-            .secret
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| nanoid::nanoid!(43));
+            .secret()
+            .map_or_else(|| nanoid::nanoid!(43), str::to_owned);
         let tokens = Arc::new(Tokens::new(secret.as_bytes()));
         let bus: Arc<dyn Bus> = match redis_target(&config)? {
             None => {
@@ -99,7 +95,7 @@ impl Application {
                 },
                 lease: config.owner_lease(),
                 tokens: tokens.clone(),
-                explicit_secret: config.secret.is_some(),
+                explicit_secret: config.secret().is_some(),
             })),
         };
         let mut timing = Timing::new(config.idle_timeout(), config.owner_lease());
@@ -116,7 +112,7 @@ impl Application {
         let state = aweb::Data::new(AppState {
             node: node.clone(),
             tokens,
-            allowed_origins: config.allowed_origins.clone(),
+            allowed_origins: config.allowed_origins(),
             trust_proxy: config.trust_proxy,
             idle_timeout: config.idle_timeout(),
             create_quota: web::quota::AddressQuota::new(config.create_limit),
@@ -124,55 +120,50 @@ impl Application {
             ws_frame_rate: config.ws_frame_rate,
             ws_timeout: config.ws_timeout(),
             max_spectators: config.max_spectators,
+            settings: config.settings(),
         });
         let workers = if config.same_thread {
             1
         } else {
             Config::threads(config.http_workers)
         };
-        let listener = listener(listen)?;
-        let addr = listener.local_addr()?;
-        // actix-web's `HttpServer`, assembled from its parts to see each accepted socket
-        // (`web::ConnSocket`: a WebSocket whose client stopped reading is cut through it).
-        let server = Server::build()
-            .workers(workers)
-            .shutdown_timeout(3)
-            .disable_signals()
-            .listen("robot-race", listener, move || {
-                if same_thread {
-                    // This worker's thread runs the games too (same-thread mode: one worker).
-                    start_node.start_on(tokio::runtime::Handle::current());
-                }
-                let log_state = state.clone();
-                let app = App::new()
-                    .app_data(state.clone())
-                    .wrap(
-                        // The client's address: from a trusted proxy's headers, else the peer.
-                        Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
-                            .custom_request_replace("client", move |req| {
-                                web::proxy::client_addr(req.request().head(), &log_state)
-                            })
-                            .custom_request_replace("request", web::proxy::logged_request),
-                    )
-                    .wrap(security_headers())
-                    .configure(web::configure)
-                    .into_factory()
-                    .map_err(|err: actix_web::Error| err.error_response());
-                HttpService::build()
-                    .keep_alive(web::KEEP_ALIVE)
-                    // Game updates are small frames that must leave at once, not wait for an
-                    // ACK (Nagle's algorithm with delayed ACKs held them ~40 ms).
-                    .tcp_nodelay(true)
-                    .local_addr(addr)
-                    .on_connect_ext(web::ConnSocket::on_connect)
-                    .finish(map_config(app, move |_| AppConfig::default()))
-                    .tcp()
-            })?;
-        Ok(Application {
-            server: server.run(),
-            addr,
-            node,
+        let server = HttpServer::new(move || {
+            if same_thread {
+                // This worker's thread runs the games too (same-thread mode: one worker).
+                start_node.start_on(tokio::runtime::Handle::current());
+            }
+            let log_state = state.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap(
+                    // The client's address: from a trusted proxy's headers, else the peer.
+                    Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
+                        .custom_request_replace("client", move |req| {
+                            web::proxy::client_addr(req.request().head(), &log_state)
+                        })
+                        .custom_request_replace("request", web::proxy::logged_request),
+                )
+                .wrap(security_headers())
+                .configure(web::configure)
         })
+        .workers(workers)
+        .keep_alive(web::KEEP_ALIVE)
+        // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
+        // algorithm with delayed ACKs held them ~40 ms).
+        .tcp_nodelay(true)
+        // Each accepted socket: a modest send buffer, and a handle a WebSocket whose client
+        // stopped reading is cut through (`web::ConnSocket`).
+        .on_connect(|conn, data| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                web::ConnSocket::on_connect(tcp, data);
+            }
+        })
+        .shutdown_timeout(3)
+        .disable_signals()
+        .bind(listen)?;
+        let addr = server.addrs()[0];
+        let server = server.run();
+        Ok(Application { server, addr, node })
     }
 
     /// The address actually bound (the port is known even when 0 was asked for).
@@ -279,17 +270,6 @@ fn redis_target(config: &Config) -> Result<Option<Target>, config::ConfigError> 
 
 /// Pages load only our own scripts, styles and fonts, talk only to our own WebSocket, and may
 /// not be framed by other sites.
-/// The listening socket, as actix-web's `HttpServer::bind` makes it (address reuse, a backlog
-/// of 1024).
-fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((
