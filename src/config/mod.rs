@@ -4,7 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::builder::BoolishValueParser;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+mod env;
+pub mod table;
 
 use crate::logs::LogFormat;
 
@@ -12,151 +16,199 @@ use crate::logs::LogFormat;
 ///
 /// Without a Redis address it runs alone (single-server mode). With `-redis` it joins every other
 /// server on that Redis into one cluster: any server serves any game and any player.
+///
+/// The doc comment of each field is its line in `--help` and its meaning in the flag tables of
+/// README.md and docs/PROTOCOL.md, which are generated from these definitions ([`table`]).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "robot-race", version, about, long_about = None)]
 pub struct Config {
-    /// Listen address, e.g. `:8080` (all interfaces), `127.0.0.1:0` (a free port). Defaults to
-    /// `:$PORT` when PORT is set (Heroku), else `:8080`.
-    #[arg(long, env = "ADDR")]
+    /// Listen address: `:8080` (all interfaces), `127.0.0.1:8080`, `8080`, `127.0.0.1:0` (a free
+    /// port). Default `:$PORT` when PORT is set, else `:8080`.
+    #[arg(long, env = "ADDR", value_name = "ADDR")]
     pub addr: Option<String>,
 
-    /// Port to listen on (all interfaces) when -addr is not given.
-    #[arg(long, env = "PORT", hide_env_values = true)]
+    /// Port on all interfaces when -addr is not given (Heroku sets PORT).
+    #[arg(long, env = "PORT", value_name = "PORT", hide_env_values = true)]
     pub port: Option<u16>,
 
-    /// Redis address: `host:port`, `redis://[user:pass@]host:port[/db]` or `rediss://…` for TLS
-    /// (append `#insecure` to accept a self-signed certificate, as Heroku Redis needs). Empty:
-    /// single-server mode.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    /// Redis: `host:port`, `redis://[user:pass@]host:port[/db]`, or `rediss://…` for TLS
+    /// (`#insecure` at the end accepts a self-signed certificate). None or empty: single-server
+    /// mode.
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
 
-    /// Redis password, when it is not in the URL.
+    /// Redis password when it is not in the URL (with Sentinel, the master's).
     #[arg(
         long,
         env = "REDIS_PASSWORD",
+        value_name = "PASSWORD",
         hide_env_values = true,
         allow_hyphen_values = true
     )]
     pub redis_password: Option<String>,
 
-    /// Accept a self-signed certificate on a `rediss://` address (Heroku Redis needs this:
-    /// Heroku sets REDIS_URL itself, so this switch stands in for the `#insecure` fragment).
-    #[arg(long, env = "REDIS_TLS_INSECURE")]
+    /// Accept a self-signed certificate on `rediss://` (Heroku Redis), as `#insecure` does:
+    /// Heroku sets REDIS_URL itself, so this switch stands in for the fragment.
+    #[arg(long, env = "REDIS_TLS_INSECURE", value_parser = BoolishValueParser::new())]
     pub redis_tls_insecure: bool,
 
-    /// Redis Sentinels to ask for the master, comma separated (`host:port`, or
-    /// `rediss://host:port` for TLS to the Sentinels and the master). The server follows every
-    /// failover. Takes the place of -redis; -redis-password is the master's password.
-    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
+    /// Redis Sentinels, comma separated (`host:port`, or `rediss://host:port` for TLS to the
+    /// Sentinels and the master): ask them for the master and follow every failover. Takes the
+    /// place of -redis.
+    #[arg(
+        long,
+        env = "REDIS_SENTINELS",
+        value_name = "HOST:PORT,…",
+        value_delimiter = ','
+    )]
     pub redis_sentinel: Vec<String>,
 
     /// The name the Sentinels monitor the master under.
-    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_MASTER",
+        value_name = "NAME",
+        default_value = "mymaster"
+    )]
     pub redis_sentinel_master: String,
 
     /// The Sentinels' own password (their `requirepass`), when they have one.
     #[arg(
         long,
         env = "REDIS_SENTINEL_PASSWORD",
+        value_name = "PASSWORD",
         hide_env_values = true,
         allow_hyphen_values = true
     )]
     pub redis_sentinel_password: Option<String>,
 
-    /// Redis Cluster nodes to start from, comma separated (`host:port`, or `rediss://host:port`
-    /// for TLS; any few of them). Keys carry hash tags and updates go over sharded pub/sub
-    /// (SPUBLISH/SSUBSCRIBE), per game. Takes the place of -redis; -redis-password applies.
-    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    /// Redis Cluster nodes to start from, comma separated (any few; `rediss://host:port` for
+    /// TLS): hash-tagged keys, sharded pub/sub per game. Takes the place of -redis;
+    /// -redis-password applies.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_NODES",
+        value_name = "HOST:PORT,…",
+        value_delimiter = ','
+    )]
     pub redis_cluster: Vec<String>,
 
-    /// How to hear other servers' game updates: `pattern` (PSUBSCRIBE game:*, every game) or
-    /// `per-game` (SUBSCRIBE game:<id> only while this server has players in that game, so its
-    /// pub/sub traffic follows its own games, not the whole cluster's).
+    /// How to hear other servers' game updates: `pattern` (`PSUBSCRIBE game:*`, every game) or
+    /// `per-game` (`SUBSCRIBE game:<id>` only while this server has players or spectators in
+    /// the game, so its pub/sub traffic follows its own games, not the whole cluster's). Redis
+    /// Cluster is always per game.
     #[arg(long, env = "REDIS_SUBSCRIBE", value_enum, default_value_t = Subscribe::Pattern)]
     pub subscribe: Subscribe,
 
-    /// This server's id in the cluster (logs, /health, ownership). Random when not set.
-    #[arg(long, env = "NODE_ID")]
+    /// This server's id in the cluster (logs, /health, ownership, its inbox). Random when not
+    /// set or empty.
+    #[arg(long, env = "NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
 
-    /// Secret that signs player tokens. In a cluster every server must agree: when it is not
-    /// set, the servers share one kept in Redis (`robot_race:secret`); alone, a random one.
+    /// Secret that signs player tokens: set it on every server or on none. When not set (or
+    /// empty) the servers share one kept in Redis (`robot_race:secret`); alone, a random one.
     #[arg(
         long,
         env = "ROBOT_RACE_SECRET",
+        value_name = "SECRET",
         hide_env_values = true,
         allow_hyphen_values = true
     )]
     pub secret: Option<String>,
 
-    /// Seconds without any player action after which a game is ended.
-    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    /// Seconds without any player action after which a game ends (at least 1).
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
 
-    /// Milliseconds a server's ownership of a game lasts without renewal (cluster failover time).
-    #[arg(long, env = "OWNER_LEASE_MS", default_value_t = 5000)]
+    /// Milliseconds a server's ownership of a game lasts unrenewed (500 to 600000): the
+    /// failover time for a frozen or cut-off server. A crashed server's games move once its
+    /// heartbeat (a quarter of the lease) lapses and another server checks: 1.3 to 3 s with the
+    /// default lease.
+    #[arg(long, env = "OWNER_LEASE_MS", value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub owner_lease_ms: u64,
 
-    /// The admin disconnected this long (ms) passes the admin role to the next connected robot
-    #[arg(long, env = "HOST_HANDOVER_MS", default_value_t = 10_000)]
+    /// The admin away this many milliseconds passes the role to the next connected robot (100
+    /// to 3600000).
+    #[arg(long, env = "HOST_HANDOVER_MS", value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub host_handover_ms: u64,
 
-    /// A robot disconnected this long (ms) while the game is in setup is removed
-    #[arg(long, env = "AWAY_REMOVE_MS", default_value_t = 30_000)]
+    /// A robot away this many milliseconds before the race is removed (100 to 3600000).
+    #[arg(long, env = "AWAY_REMOVE_MS", value_name = "MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub away_remove_ms: u64,
 
-    /// Extra origins allowed to open WebSockets (comma separated, e.g. `https://example.com`);
-    /// the page's own origin is always allowed.
-    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    /// Extra origins allowed to open WebSockets and post forms, comma separated, each
+    /// `scheme://host[:port]` (e.g. `https://example.com,http://localhost:3000`); the page's own
+    /// origin is always allowed.
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        value_name = "ORIGIN,…",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Games one client address may create per minute (0: no limit); it may have this server
     /// look up twenty times as many games that the server does not hold.
-    #[arg(long, env = "CREATE_LIMIT", default_value_t = 30)]
+    #[arg(long, env = "CREATE_LIMIT", value_name = "N", default_value_t = 30)]
     pub create_limit: u32,
 
     /// Threads serving HTTP and WebSockets (0: one per core).
-    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    #[arg(long, env = "HTTP_WORKERS", value_name = "N", default_value_t = 0)]
     pub http_workers: usize,
 
-    /// Threads running game tasks and the Redis bus (0: one per core). Several servers on one
+    /// Threads running game tasks and the Redis link (0: one per core). Several servers on one
     /// small machine do better with fewer of each.
-    #[arg(long, env = "GAME_THREADS", default_value_t = 0)]
+    #[arg(long, env = "GAME_THREADS", value_name = "N", default_value_t = 0)]
     pub game_threads: usize,
 
-    /// Run everything on one thread: HTTP, WebSockets, game tasks and the Redis link (no
-    /// wake-ups between threads). For several servers sharing one small machine
-    #[arg(long, env = "SAME_THREAD")]
+    /// Run HTTP, WebSockets, game tasks and the Redis link on one thread (no wake-ups between
+    /// threads): for several servers sharing a small machine (more servers than cores).
+    #[arg(long, env = "SAME_THREAD", value_parser = BoolishValueParser::new())]
     pub same_thread: bool,
 
-    /// Frames a second one WebSocket may send, of any kind (presses, other commands, pings,
-    /// bad frames alike), with bursts of twice as many; past it frames are dropped, and a
-    /// connection over it for 5 s is closed with 1008.
-    #[arg(long, env = "WS_FRAME_RATE", default_value_t = 40)]
+    /// Frames a second one WebSocket may send, of any kind (presses, other commands, pings, bad
+    /// frames alike), with bursts of twice as many (0: no limit); past it frames are dropped,
+    /// and a connection over it for 5 s is closed with 1008.
+    #[arg(long, env = "WS_FRAME_RATE", value_name = "N", default_value_t = 40)]
     pub ws_frame_rate: u32,
 
     /// Seconds a WebSocket may stay silent (not even answering pings) before it is closed as
-    /// gone; pings go out every third of it.
-    #[arg(long, env = "WS_TIMEOUT_SECS", default_value_t = 30)]
+    /// gone (3 to 3600); pings go out every third of it, so a silent socket closes between
+    /// this and a third more after its last frame.
+    #[arg(long, env = "WS_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub ws_timeout_secs: u64,
 
-    /// Frames a second each game's spectators get at most (1 to 1000): the newest state,
-    /// serialised once per game and shared by every spectator here. Players get every change.
-    #[arg(long, env = "SPECTATOR_HZ", default_value_t = 20)]
+    /// Frames a second each game's spectators (the big screen) get at most (1 to 1000): the
+    /// newest state, serialised once per game and shared by every spectator here. Players get
+    /// every change.
+    #[arg(long, env = "SPECTATOR_HZ", value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub spectator_hz: u32,
 
     /// Spectator sockets this server takes (0: no limit); past it an upgrade is refused with
     /// 503 and Retry-After, and the watch page says the room is full and retries.
-    #[arg(long, env = "MAX_SPECTATORS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "MAX_SPECTATORS",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
     pub max_spectators: u64,
 
-    /// Trust X-Forwarded-For / X-Real-IP / X-Forwarded-Proto / X-Forwarded-Host from any peer
-    /// (set behind nginx or Heroku's router). Without it they are trusted only from loopback.
-    #[arg(long, env = "TRUST_PROXY")]
+    /// Trust X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host from any peer
+    /// (behind nginx or Heroku's router). Without it they are trusted from loopback and private
+    /// IPv4 addresses (10/8, 172.16/12, 192.168/16) only.
+    #[arg(long, env = "TRUST_PROXY", value_parser = BoolishValueParser::new())]
     pub trust_proxy: bool,
 
-    /// Log lines as text (`[time LEVEL target] message`) or as one JSON object a line (time,
-    /// level, target, message, node_id, game_id) for a log collector.
+    /// Log lines as `text` (`[time LEVEL module] message`) or `json` (one JSON object a line:
+    /// time, level, target, message, node_id, and game_id when the line is about one game) for
+    /// a log collector. Levels follow RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -181,13 +233,59 @@ pub enum ConfigError {
 
 impl Config {
     /// Parses the process arguments, accepting `-flag` as well as `--flag`.
+    /// Exits with clap's message (status 2) when they do not parse.
     pub fn from_args() -> Config {
-        Config::parse_from(normalize_args(std::env::args()))
+        Config::try_from_args(std::env::args()).unwrap_or_else(|e| e.exit())
     }
 
-    /// For tests and embedding: parses the given arguments (first one is the program name).
+    /// For tests and embedding: parses the given arguments (first one is the program name) and
+    /// the environment, where an empty variable counts as unset.
     pub fn try_from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, clap::Error> {
-        Config::try_parse_from(normalize_args(args))
+        let args = normalize_args(args);
+        let mut command = env::ignoring_empty_variables(Config::command());
+        command
+            .try_get_matches_from_mut(&args)
+            .and_then(|matches| Config::from_arg_matches(&matches))
+            .map_err(|e| env::name_the_variable(e, &command, &args))
+    }
+
+    /// The settings in force, for `/health`: every flag's effective value but the addresses
+    /// and secrets (which may carry passwords).
+    pub fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "redis_tls_insecure": self.redis_tls_insecure,
+            "subscribe": self.subscribe.to_possible_value().map(|v| v.get_name().to_owned()),
+            "secret": if self.secret().is_some() { "set" } else { "shared or random" },
+            "idle_timeout_secs": self.idle_timeout().as_secs(),
+            "owner_lease_ms": self.owner_lease().as_millis() as u64,
+            "host_handover_ms": self.host_handover().as_millis() as u64,
+            "away_remove_ms": self.away_remove().as_millis() as u64,
+            "allowed_origins": self.allowed_origins(),
+            "create_limit": self.create_limit,
+            "http_workers": if self.same_thread { 1 } else { Config::threads(self.http_workers) },
+            "game_threads": if self.same_thread { 0 } else { Config::threads(self.game_threads) },
+            "same_thread": self.same_thread,
+            "ws_frame_rate": self.ws_frame_rate,
+            "ws_timeout_secs": self.ws_timeout().as_secs(),
+            "spectator_hz": self.spectator_hz,
+            "max_spectators": self.max_spectators,
+            "trust_proxy": self.trust_proxy,
+            "log_format": self.log_format.to_possible_value().map(|v| v.get_name().to_owned()),
+        })
+    }
+
+    /// The extra origins given, trimmed (empty entries ignored).
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The token secret, when one is set (an empty one is not).
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref().filter(|s| !s.trim().is_empty())
     }
 
     /// The address to bind.

@@ -73,28 +73,32 @@ pub enum Verdict {
 /// Every frame a connection sends, of any kind or validity, against one budget.
 #[derive(Debug, Clone)]
 pub struct FrameBudget {
-    bucket: Bucket,
+    /// `None`: no limit (`-ws-frame-rate 0`).
+    bucket: Option<Bucket>,
     /// Since when frames have been dropped with the budget not refilled in between.
     over_since: Option<Instant>,
     told_at: Option<Instant>,
 }
 
 impl FrameBudget {
-    /// `rate` frames a second, bursts of twice that.
+    /// `rate` frames a second, bursts of twice that; 0: no limit.
     pub fn new(rate: u32, now: Instant) -> FrameBudget {
-        let rate = f64::from(rate.max(1));
+        let rate = f64::from(rate);
         FrameBudget {
-            bucket: Bucket::new(rate, 2.0 * rate, now),
+            bucket: (rate > 0.0).then(|| Bucket::new(rate, 2.0 * rate, now)),
             over_since: None,
             told_at: None,
         }
     }
 
     pub fn check(&mut self, now: Instant) -> Verdict {
-        let allowed = self.bucket.allow(now);
+        let Some(bucket) = &mut self.bucket else {
+            return Verdict::Take;
+        };
+        let allowed = bucket.allow(now);
         // A client that lets the budget refill to half is no longer flooding; one that keeps
         // it empty is, even though a frame gets through now and then as tokens trickle in.
-        if self.bucket.tokens >= self.bucket.burst / 2.0 {
+        if bucket.tokens >= bucket.burst / 2.0 {
             self.over_since = None;
         }
         if allowed {

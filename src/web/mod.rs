@@ -56,7 +56,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Origins allowed to open WebSockets besides the page's own.
     pub allowed_origins: Vec<String>,
-    /// Trust X-Forwarded-* from any peer (else only from loopback).
+    /// Trust X-Forwarded-* from any peer (else only from loopback and private addresses).
     pub trust_proxy: bool,
     /// How long a game may go without play before it is ended (the lobby tells players).
     pub idle_timeout: Duration,
@@ -70,6 +70,8 @@ pub struct AppState {
     pub ws_timeout: Duration,
     /// Spectator sockets this server takes (`-max-spectators`; 0: no limit).
     pub max_spectators: u64,
+    /// The settings in force, as `/health` shows them (no secrets).
+    pub settings: serde_json::Value,
 }
 
 /// A route whose other methods get `405 Method Not Allowed` with `Allow: <allow>`.

@@ -29,6 +29,7 @@ pub(super) async fn health(state: web::Data<AppState>) -> impl Responder {
         "node_id": state.node.node_id(),
         "connections": state.node.metrics().connections.load(Relaxed),
         "games": stats.owned + stats.replicas,
+        "settings": state.settings,
     });
     if let Some(topology) = state.node.bus().topology() {
         body["topology"] = topology.kind.into();
