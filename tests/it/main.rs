@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod cluster;
 mod deploy;
+mod docs;
 mod environment;
 mod faults;
 mod flood;
