@@ -268,8 +268,8 @@ fn redis_target(config: &Config) -> Result<Option<Target>, config::ConfigError> 
     }))
 }
 
-/// Pages load only our own scripts, styles and fonts, talk only to our own WebSocket, and may
-/// not be framed by other sites.
+/// Pages load only our own scripts, styles, fonts and images (and `data:` images), connect only
+/// to this site and to WebSockets (`ws:`, `wss:`), and may not be framed by other sites.
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((

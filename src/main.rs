@@ -1,7 +1,8 @@
 //! `robot-race`: parses the configuration and runs the server until SIGTERM/SIGINT.
 //!
 //! Two runtimes: actix-web's workers serve HTTP and WebSockets; game tasks and the Redis bus
-//! run on a multi-thread tokio runtime with a thread per core.
+//! run on a multi-thread tokio runtime (`-game-threads`, a thread per core by default). With
+//! `-same-thread`, the one HTTP worker runs them all.
 
 use robot_race::config::Config;
 use robot_race::{logs, Application, StopSignals};

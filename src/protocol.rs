@@ -50,7 +50,7 @@ pub enum ServerMsg<'a> {
     GameUpdate { game: GameView<'a> },
     /// A refused command; the connection stays open.
     Error { error: &'a str, message: &'a str },
-    /// The game was ended (idle); the server closes next.
+    /// The game was ended (idle, or its last player left in `setup`); the server closes next.
     Terminated,
     /// This server is stopping: close the socket and reconnect (to another server). Presses
     /// sent before the close are still applied; the server closes by itself a second later.

@@ -2,7 +2,7 @@
 //!
 //! Any server that knows the secret can check a token without a lookup, so a player's cookie
 //! from one server works on every other. In a cluster the servers agree on the secret through
-//! Redis (see `cluster`), unless an operator sets one; until then a server signs with a random
+//! Redis (see `bus::redis`), unless an operator sets one; until then a server signs with a random
 //! secret of its own and keeps accepting tokens signed with it.
 
 use std::sync::RwLock;

@@ -121,10 +121,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
 
-    /// Milliseconds a server's ownership of a game lasts unrenewed (500 to 600000): the
-    /// failover time for a frozen or cut-off server. A crashed server's games move once its
-    /// heartbeat (a quarter of the lease) lapses and another server checks: 1.3 to 3 s with the
-    /// default lease.
+    /// Milliseconds a server's ownership of a game lasts unrenewed (500 to 600000): past it, an
+    /// owner that could not renew answers presses `unavailable`. Its heartbeat lasts a quarter
+    /// of it: a server that crashed, froze or was cut off loses its games once its heartbeat
+    /// lapses and another server checks, 1.3 to 3 s with the default lease.
     #[arg(long, env = "OWNER_LEASE_MS", value_name = "MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub owner_lease_ms: u64,
@@ -200,9 +200,11 @@ pub struct Config {
     )]
     pub max_spectators: u64,
 
-    /// Trust X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host from any peer
-    /// (behind nginx or Heroku's router). Without it they are trusted from loopback and private
-    /// IPv4 addresses (10/8, 172.16/12, 192.168/16) only.
+    /// Trust X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host (the client's
+    /// address in logs and limits, the invite link's scheme and host) from any peer (behind
+    /// nginx or Heroku's router). Without it they are trusted from loopback and private IPv4
+    /// addresses (10/8, 172.16/12, 192.168/16) only. The same-origin check reads
+    /// X-Forwarded-Host and Forwarded from any peer (a browser cannot set them).
     #[arg(long, env = "TRUST_PROXY", value_parser = BoolishValueParser::new())]
     pub trust_proxy: bool,
 
@@ -218,7 +220,8 @@ pub struct Config {
 pub enum Subscribe {
     /// `PSUBSCRIBE game:*`: every game's updates.
     Pattern,
-    /// `SUBSCRIBE game:<id>` while this server has players in the game.
+    /// `SUBSCRIBE game:<id>` while this server has players or spectators in the game, or
+    /// commands of its players waiting for the owner.
     PerGame,
 }
 

@@ -174,8 +174,8 @@ pub enum Left {
 /// A game: everything needed to show it and to resume it on another server.
 ///
 /// Serialised as-is into `game_state:<id>` (with the leaderboard added, see [`Game::stored_json`]).
-/// A scores-only save patches that JSON as text (`SAVE_SCORES` in `bus::redis::scripts`): keep
-/// `score` a key of robots only, `version` and `applied` top-level keys only, and no maps.
+/// Every save stores the whole JSON: Redis does no work on its text (`SAVE` in
+/// `bus::redis::scripts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Game {
     pub id: String,

@@ -98,7 +98,7 @@ pub struct Metrics {
     pub updates_sent: AtomicU64,
     /// Presses from local players that passed the rate limit.
     pub presses: AtomicU64,
-    /// Sessions closed for not reading (a write that did not finish in time, or no pong).
+    /// Sessions cut for not reading (a frame of their own that could not be queued in time).
     pub sessions_dropped_slow: AtomicU64,
     /// Times a session fell behind (its queue full): it is skipped, then resynced.
     pub sessions_behind: AtomicU64,

@@ -338,12 +338,12 @@ impl Node {
         }
     }
 
-    /// A session id not used before on this server.
     /// Whether this server has a task for the game now (owner or replica).
     pub fn holds(&self, game_id: &str) -> bool {
         self.shared.games.get(game_id).is_some()
     }
 
+    /// A session id not used before on this server.
     pub fn new_session_id(&self) -> SessionId {
         self.shared.games.sessions.fetch_add(1, Ordering::Relaxed) + 1
     }

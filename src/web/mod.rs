@@ -241,7 +241,7 @@ impl ApiError {
         &self.message
     }
 
-    /// `429 rate_limited`: too many games created from one address.
+    /// `429 rate_limited`: too many games this server does not hold looked up from one address.
     pub(crate) fn lookups_limited() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -250,6 +250,7 @@ impl ApiError {
         )
     }
 
+    /// `429 rate_limited`: too many games created from one address.
     pub(crate) fn create_limited() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -47,7 +47,7 @@ pub struct ConnSocket {
 }
 
 impl ConnSocket {
-    /// For `HttpService::on_connect_ext`: caps the send buffer (see [`SEND_BUFFER`]) and
+    /// For `HttpServer::on_connect`: caps the send buffer (see [`SEND_BUFFER`]) and
     /// records the socket in the connection's data.
     pub fn on_connect(tcp: &TcpStream, data: &mut Extensions) {
         let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER);
