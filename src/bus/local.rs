@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Renewal, Save,
+    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fence, Renewal, Save,
     SaveOutcome, SaveResult,
 };
 
@@ -90,12 +90,22 @@ struct Store {
     owners: HashMap<String, (String, Instant)>,
     /// Out of memory: saves fail (see [`LocalCluster::full`]).
     full: bool,
-    /// Each game's ownership epoch: every claim takes the next one, every write checks it.
-    epochs: HashMap<String, u64>,
+    /// Each game's claim, as `game_epoch:<id>` holds it: every claim takes a new one, every
+    /// write checks it.
+    epochs: HashMap<String, Claimed>,
     alive: HashMap<String, Instant>,
     /// Who hears what is published: each server's events.
     members: HashMap<String, Arc<dyn BusEvents>>,
     created: u64,
+}
+
+/// What "Redis" holds of a game's claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claimed {
+    /// The fence of the last claim, and the version saved last under it.
+    By(Fence, u64),
+    /// The game ended: its tombstone.
+    Ended,
 }
 
 impl Store {
@@ -272,7 +282,14 @@ impl Bus for LocalBus {
         };
         let result = match store.epochs.get(game_id).copied() {
             _ if store.full => SaveResult::Failed,
-            Some(epoch) if epoch == save.epoch => {
+            // Already saved, or a newer version was: a late retry changes nothing.
+            Some(Claimed::By(fence, saved)) if fence == save.fence && saved >= save.version => {
+                SaveResult::Saved
+            }
+            Some(Claimed::By(fence, _)) if fence == save.fence => {
+                store
+                    .epochs
+                    .insert(game_id.to_owned(), Claimed::By(fence, save.version));
                 store.states.insert(game_id.to_owned(), save.stored);
                 self.writes.fetch_add(1, Ordering::Relaxed);
                 let listeners = store.listeners(&self.node_id);
@@ -290,18 +307,21 @@ impl Bus for LocalBus {
         SaveOutcome::Pending
     }
 
-    fn terminate(&self, game_id: &str, publish: String, epoch: u64) {
+    fn terminate(&self, game_id: &str, publish: String, fence: Fence) {
         let Some(mut store) = self.store() else {
             return;
         };
         let now = Instant::now();
         if store.owner(game_id, now).is_some_and(|o| o != self.node_id)
-            || store.epochs.get(game_id).is_some_and(|e| *e != epoch)
+            || store
+                .epochs
+                .get(game_id)
+                .is_some_and(|e| !matches!(e, Claimed::By(f, _) if *f == fence))
         {
             return;
         }
         store.owners.remove(game_id);
-        store.epochs.remove(game_id);
+        store.epochs.insert(game_id.to_owned(), Claimed::Ended);
         store.states.remove(game_id);
         let listeners = store.listeners(&self.node_id);
         drop(store);
@@ -327,11 +347,16 @@ impl Bus for LocalBus {
         true
     }
 
-    fn claim(&self, game_id: &str, fallback: Option<String>) -> BoxFuture<'_, Claim> {
+    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim> {
         let game_id = game_id.to_owned();
         Box::pin(async move {
             let Some(mut store) = self.store() else {
                 return Claim::Failed;
+            };
+            let before = match store.epochs.get(&game_id) {
+                Some(Claimed::Ended) => return Claim::Ended,
+                Some(Claimed::By(fence, _)) => fence.epoch,
+                None => 0,
             };
             let now = Instant::now();
             if let Some(owner) = store.owner(&game_id, now) {
@@ -347,13 +372,12 @@ impl Bus for LocalBus {
                 }
                 (None, None) => return Claim::Gone,
             };
-            let epoch = store.epochs.entry(game_id.clone()).or_default();
-            *epoch += 1;
-            let epoch = *epoch;
+            let fence = Fence::drawn((before + 1).max(floor));
+            store.epochs.insert(game_id.clone(), Claimed::By(fence, 0));
             store
                 .owners
                 .insert(game_id, (self.node_id.clone(), now + self.lease));
-            Claim::Claimed { stored, epoch }
+            Claim::Claimed { stored, fence }
         })
     }
 

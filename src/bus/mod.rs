@@ -17,6 +17,8 @@
 pub mod local;
 pub mod redis;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,9 +52,35 @@ pub struct Save {
     pub stored: String,
     /// The message published on `game:<id>`.
     pub publish: String,
-    /// The epoch of the claim that made this server the owner: the write is refused if a
-    /// later claim took a newer one.
+    /// The fence of the claim that made this server the owner: the write is refused unless
+    /// it is still the game's (no later claim, no end), and when Redis already holds a newer
+    /// version under it (a late retry).
+    pub fence: Fence,
+}
+
+/// What fences one claim's writes: its epoch, which numbers the versions the owner gives, and
+/// a token drawn at random for the claim. Redis keeps both and a save must match them whole,
+/// so no two claims share a fence even when Redis has forgotten every earlier claim
+/// (restarted empty, or failed over to a replica that missed it) and hands out an epoch again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fence {
     pub epoch: u64,
+    pub token: u64,
+}
+
+impl Fence {
+    /// A fence for a claim that took `epoch`, with a fresh random token.
+    pub fn drawn(epoch: u64) -> Fence {
+        Fence {
+            epoch,
+            token: rand::random(),
+        }
+    }
+
+    /// How Redis holds it (`<epoch>:<token in hex>`).
+    pub fn wire(&self) -> String {
+        format!("{}:{:016x}", self.epoch, self.token)
+    }
 }
 
 /// What [`Bus::save`] did at once.
@@ -72,7 +100,7 @@ pub enum SaveResult {
     Saved,
     /// Refused: another server owns the game now.
     Fenced,
-    /// Refused: nobody owns the game (its lease lapsed, or Redis came back empty).
+    /// Refused: Redis holds no epoch for the game (it came back empty, or the game was ended).
     Unowned,
     /// Redis could not be asked; the save may or may not have happened.
     Failed,
@@ -81,13 +109,16 @@ pub enum SaveResult {
 /// The answer to [`Bus::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// We own the game now (or already did); here is its stored JSON, and the epoch this
-    /// claim took (higher than any earlier claim's: it fences writes and numbers versions).
-    Claimed { stored: String, epoch: u64 },
+    /// We own the game now (or already did); here is its stored JSON, and the fence this
+    /// claim took: its epoch is higher than any earlier claim's Redis remembers and than the
+    /// floor asked for, and its token is this claim's alone.
+    Claimed { stored: String, fence: Fence },
     /// A live server owns it.
     OwnedBy(String),
     /// No such game (and no fallback was given).
     Gone,
+    /// The game ended: its tombstone stands, and no copy of it may be restored.
+    Ended,
     /// Redis could not be asked.
     Failed,
 }
@@ -164,16 +195,19 @@ pub trait Bus: Send + Sync + 'static {
     /// Saves and publishes, fenced on this server owning the game.
     fn save(&self, game_id: &str, save: Save) -> SaveOutcome;
 
-    /// Ends a game everywhere: deletes its keys and publishes `publish`, if still ours under
-    /// `epoch`.
-    fn terminate(&self, game_id: &str, publish: String, epoch: u64);
+    /// Ends a game everywhere: deletes its state, leaves a tombstone that refuses every later
+    /// claim for as long as a state would have lived, and publishes `publish`, if still ours
+    /// under `fence`.
+    fn terminate(&self, game_id: &str, publish: String, fence: Fence);
 
     /// Sends a message to another server's inbox. False when it could not be sent (down).
     fn send_to(&self, node: &str, payload: String) -> bool;
 
-    /// Who owns the game? Takes it when nobody alive does. A missing game is created from
-    /// `fallback` when one is given (a new game, or a copy of one Redis lost).
-    fn claim(&self, game_id: &str, fallback: Option<String>) -> BoxFuture<'_, Claim>;
+    /// Who owns the game? Takes it when nobody alive does, under an epoch at least `floor`
+    /// (above the epoch of every version the claimant knows). A missing game is created from
+    /// `fallback` when one is given (a new game, or a copy of one Redis lost); an ended one
+    /// never is.
+    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim>;
 
     /// The stored JSON of a game, if any.
     fn load(&self, game_id: &str) -> BoxFuture<'_, Result<Option<String>, BusDown>>;

@@ -25,7 +25,7 @@ use super::sessions::{CloseWhy, SessionId, Sessions};
 use super::spectators::Curtain;
 use super::wire::{Command, InboxMsg};
 use super::{GameInfo, NodeError, Shared};
-use crate::bus::{BusStatus, Claim, Renewal, SaveResult};
+use crate::bus::{BusStatus, Claim, Fence, Renewal, SaveResult};
 use crate::game::{Game, PlayerName};
 use crate::protocol::ClientMsg;
 use commit::InFlight;
@@ -160,8 +160,8 @@ pub struct GameTask {
     /// A save failed: when to try again, and the pause after the next failure. Commands wait
     /// meanwhile.
     save_retry: Option<(Instant, Duration)>,
-    /// The epoch of our claim (0: never claimed): every save and end is fenced on it.
-    epoch: u64,
+    /// The fence of our claim (epoch 0: never claimed): every save and end is fenced on it.
+    fence: Fence,
     /// Waiting for the game to be loaded or created.
     waiting: Vec<oneshot::Sender<Result<Game, NodeError>>>,
     next_tick: Option<Instant>,
@@ -218,7 +218,7 @@ impl GameTask {
             fresh: false,
             alone: false,
             save_retry: None,
-            epoch: 0,
+            fence: Fence::default(),
             waiting: Vec::new(),
             next_tick: None,
             last_action: Instant::now(),

@@ -5,7 +5,7 @@
 //! time comes in [`Ctx`]), so every transition is unit-tested below, and the same rules run
 //! in-process on three "servers" sharing a `LocalCluster` (see `node::tests`).
 //!
-//! The two rules that keep a game consistent across servers:
+//! The rules that keep a game consistent across servers:
 //! - An owner applies a command only while its lease is good *by its own clock*: the lease
 //!   runs from when the renewal was sent, minus a margin. A server that was frozen past its
 //!   lease confirms it with Redis before applying anything.
@@ -149,8 +149,8 @@ pub fn on_claim(role: &Role, claim: &Claim, sent_at: Instant, ctx: Ctx) -> Next 
             },
             vec![Action::Resend],
         ),
-        // Gone or Failed: not settled; the game task decides (end it, wait, try again).
-        Claim::Gone | Claim::Failed => (Role::Resolving { claiming: false }, vec![]),
+        // Gone, Ended or Failed: not settled; the game task decides (end it, wait, try again).
+        Claim::Gone | Claim::Ended | Claim::Failed => (Role::Resolving { claiming: false }, vec![]),
     }
 }
 
@@ -165,7 +165,8 @@ pub fn on_saved(role: &Role, result: SaveResult) -> Next {
             Role::Resolving { claiming: true },
             vec![Action::StepDown, Action::Claim { fallback: false }],
         ),
-        // Nobody owns it: the lease lapsed, or Redis came back empty. Take it again, with our
+        // No claim in Redis: Redis came back empty (or failed over to a replica that missed
+        // the claim). Take it again, with our
         // copy in case Redis lost it; the state Redis has (if any) wins.
         SaveResult::Unowned => (
             Role::Resolving { claiming: true },

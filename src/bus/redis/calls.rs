@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, writer, RedisBus, Target, REDIS_TIMEOUT};
 use crate::bus::{
-    BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, PubSubCounts, Renewal, Save, SaveOutcome,
-    Topology,
+    BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fence, PubSubCounts, Renewal, Save,
+    SaveOutcome, Topology,
 };
 
 impl Bus for RedisBus {
@@ -52,11 +52,11 @@ impl Bus for RedisBus {
         SaveOutcome::Pending
     }
 
-    fn terminate(&self, game_id: &str, publish: String, epoch: u64) {
+    fn terminate(&self, game_id: &str, publish: String, fence: Fence) {
         if !self.inner.stopped.load(Ordering::Relaxed) {
             self.inner
                 .writes
-                .push(game_id, writer::Write::Terminate { publish, epoch });
+                .push(game_id, writer::Write::Terminate { publish, fence });
         }
     }
 
@@ -69,7 +69,7 @@ impl Bus for RedisBus {
         true
     }
 
-    fn claim(&self, game_id: &str, fallback: Option<String>) -> BoxFuture<'_, Claim> {
+    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim> {
         let game_id = game_id.to_owned();
         Box::pin(async move {
             let inner = &self.inner;
@@ -78,13 +78,17 @@ impl Bus for RedisBus {
             };
             let fallback = fallback.unwrap_or_default();
             let mut dead = String::new();
+            let token: u64 = rand::random();
             // At most twice: once, and once more taking over an owner found dead.
             for _ in 0..2 {
                 let answer = inner
-                    .claim_once(&mut conn, &game_id, &fallback, &dead)
+                    .claim_once(&mut conn, &game_id, &fallback, &dead, (floor, token))
                     .await;
                 match answer {
-                    Ok((1, stored, epoch)) => return Claim::Claimed { stored, epoch },
+                    Ok((1, stored, epoch)) => {
+                        let fence = Fence { epoch, token };
+                        return Claim::Claimed { stored, fence };
+                    }
                     Ok((2, owner, _)) if owner != dead && dead.is_empty() => {
                         inner.sent(1);
                         let alive: RedisResult<bool> = redis::cmd("EXISTS")
@@ -106,6 +110,7 @@ impl Bus for RedisBus {
                         }
                     }
                     Ok((2, owner, _)) => return Claim::OwnedBy(owner),
+                    Ok((3, _, _)) => return Claim::Ended,
                     Ok(_) => return Claim::Gone,
                     Err(e) => {
                         inner.failed("claim", &e);

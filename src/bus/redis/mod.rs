@@ -226,6 +226,7 @@ impl Inner {
         game_id: &str,
         fallback: &str,
         dead_owner: &str,
+        (floor, token): (u64, u64),
     ) -> RedisResult<(u8, String, u64)> {
         self.sent(1);
         self.scripts
@@ -238,6 +239,8 @@ impl Inner {
             .arg(fallback)
             .arg(STATE_TTL_SECS)
             .arg(dead_owner)
+            .arg(floor.max(1))
+            .arg(format!("{token:016x}"))
             .invoke_async(conn)
             .await
     }

@@ -5,7 +5,7 @@
 //! | `game_state:<id>` | the game's JSON, TTL 24 h renewed on every save |
 //! | `game:<id>` (channel) | every committed change, and the end of the game |
 //! | `game_owner:<id>` | the owning server's node id: a lease it renews |
-//! | `game_epoch:<id>` | the game's ownership epoch: every claim increments it, every write checks it |
+//! | `game_epoch:<id>` | the game's claim, `<epoch>:<token> <version saved last>`: every claim takes a new one, every write checks it; `ended` once the game ended (a tombstone) |
 //! | `node:<node_id>` (channel) | that server's inbox: forwarded commands, errors, redirects |
 //! | `node_alive:<node_id>` | that server's heartbeat, with a short TTL it renews |
 //! | `robot_race:secret` | the shared secret that signs player tokens (unless `-secret` is set) |
@@ -18,13 +18,17 @@
 //! server (`node_alive:`, another slot) is read before the script and passed in (`CLAIM`'s
 //! `ARGV[5]`).
 //!
-//! Every write is fenced: a save only while `game_epoch:<id>` still holds the epoch this
-//! server's claim took, the other scripts also on `game_owner:<id>` naming this server. A claim
-//! increments the epoch, so a server that lost a game (its lease lapsed while it was frozen, say) cannot
-//! overwrite what the new owner saved, nor publish it — not even after claiming the game back,
-//! when a write from its earlier ownership arrives late (a cut connection delivering what it
-//! held). The epoch also numbers versions (see `node::game_task`): an owner's versions start
-//! above `epoch × 10⁹`, so two owners never give one version number to two states.
+//! Every write is fenced: a save only while `game_epoch:<id>` still holds this server's claim
+//! (its epoch and random token, compared whole), and only with a version above the one saved
+//! last under it; the other scripts also on `game_owner:<id>` naming this server. A claim takes
+//! a new epoch and token, so a server that lost a game (its lease lapsed while it was frozen,
+//! say) cannot overwrite what the new owner saved, nor publish it — not even after claiming
+//! the game back, when a write from its earlier ownership arrives late (a cut connection
+//! delivering what it held), and not even when Redis forgot the game and a claim hands out an
+//! epoch number again (the token differs). The epoch also numbers versions (see
+//! `node::game_task`): an owner's versions start above `epoch × 10⁹`, and a claim's epoch is
+//! above the epoch of every version its claimant knows, so two owners never give one version
+//! number to two states. An ended game leaves `ended` there for a day: no claim takes it again.
 
 use redis::Script;
 
@@ -108,37 +112,46 @@ pub fn slot(key: &str) -> u16 {
     crc % 16384
 }
 
-/// Store the game's JSON and publish the change, while the game's epoch is still the one this
-/// node's claim took: 1 done, 0 a later claim took a new epoch (another server, or this one
-/// again: this write is from an earlier ownership), 2 no epoch at all (Redis lost the game:
-/// claim it again). The epoch alone fences: only a claim changes it, and a claim is the only
-/// way another server comes to write, so a lapsed lease that nobody claimed loses nothing by
-/// one more save (the lease is renewed apart, in batches, and a renewal that finds it lapsed
-/// claims again). The owner sends the whole JSON it holds, so Redis does no work on the text
-/// (Lua string work on a 2 KB document was most of a press's Redis CPU).
-/// KEYS: epoch, state. ARGV: epoch, state JSON, channel, message, TTL s.
+/// What `game_epoch:<id>` holds once the game ended: every claim refuses it (no server restores
+/// an ended game from its copy), every save and end is fenced by it.
+pub const TOMBSTONE: &str = "ended";
+
+/// Store the game's JSON and publish the change, while `game_epoch:<id>` still holds this
+/// server's claim (`<epoch>:<token> <version saved last>`, see [`CLAIM`]) and a lower version
+/// than this one: 1 done (or already done: Redis holds this version or a newer one under the
+/// same claim, as when a retried save arrives after a later one), 0 another claim (another
+/// server, this one again, or the game's end) has the game, 2 no claim at all (Redis lost the
+/// game: claim it again). The claim alone fences: a lapsed lease that nobody claimed loses
+/// nothing by one more save (the lease is renewed apart, in batches, and a renewal that finds
+/// it lapsed claims again). The owner sends the whole JSON it holds, so Redis does no work on
+/// the text (Lua string work on a 2 KB document was most of a press's Redis CPU); the claim
+/// is a few dozen bytes.
+/// KEYS: epoch, state. ARGV: fence, state JSON, channel, message, TTL s, version.
 const SAVE: &str = r"
-local e = redis.call('GET', KEYS[1])
-if e ~= ARGV[1] then
-  if e then return 0 end
-  return 2
-end
+local held = redis.call('GET', KEYS[1])
+if not held then return 2 end
+local fence, version = string.match(held, '^(%S+) (%d+)$')
+if fence ~= ARGV[1] then return 0 end
+if tonumber(version) >= tonumber(ARGV[6]) then return 1 end
+redis.call('SET', KEYS[1], fence .. ' ' .. ARGV[6], 'EX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
 redis.call('@PUBLISH', ARGV[3], ARGV[4])
 return 1";
 
-/// End a game: delete it and tell every server, unless another node (or epoch) owns it.
-/// KEYS: owner, state, epoch. ARGV: node, channel, message, epoch.
+/// End a game: delete its state and lease, leave the tombstone for as long as a state lives,
+/// and tell every server, unless another node (or claim) owns it.
+/// KEYS: owner, state, epoch. ARGV: node, channel, message, fence, TTL s.
 const TERMINATE: &str = r"
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] then return 0 end
-local e = redis.call('GET', KEYS[3])
-if e and e ~= ARGV[4] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local held = redis.call('GET', KEYS[3])
+if held and string.match(held, '^%S+') ~= ARGV[4] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], '@TOMBSTONE', 'EX', ARGV[5])
 redis.call('@PUBLISH', ARGV[2], ARGV[3])
 return 1";
 
-/// Extend a lease we hold (and the epoch key, which lives as long as the game). 1 held, 2
+/// Extend a lease we hold (and the claim key, which lives as long as the game). 1 held, 2
 /// nobody owns it (never re-taken here: a renewal must not undo a release, and a lost game is
 /// re-claimed through CLAIM), 0 another owns it.
 /// KEYS: owner, epoch. ARGV: node, lease ms, TTL s.
@@ -152,12 +165,19 @@ end
 if not o then return 2 end
 return 0";
 
-/// Take a game unless a live server owns it, under a new epoch. ARGV[5] names an owner found
-/// dead (its heartbeat is gone), whose lease may be taken over. A missing state is created
-/// from ARGV[3] when one is given. Returns {0, '', 0} no such game, {1, state, epoch} ours
-/// now, {2, owner, 0} owned.
-/// KEYS: owner, state, epoch. ARGV: node, lease ms, fallback JSON, TTL s, dead owner.
+/// Take a game unless a live server owns it or it ended. ARGV[5] names an owner found dead
+/// (its heartbeat is gone), whose lease may be taken over. A missing state is created from
+/// ARGV[3] when one is given. The claim takes an epoch above the one Redis holds and at least
+/// ARGV[6] (the claimant's floor: above every version it knows, so a claim made after Redis
+/// forgot the game still numbers its versions above what screens were shown), and the
+/// claimant's random token ARGV[7]; `game_epoch:<id>` becomes `<epoch>:<token> 0`.
+/// Returns {0, '', 0} no such game, {1, state, epoch} ours now, {2, owner, 0} owned, {3, '',
+/// 0} ended.
+/// KEYS: owner, state, epoch. ARGV: node, lease ms, fallback JSON, TTL s, dead owner, floor,
+/// token.
 const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[3])
+if held == '@TOMBSTONE' then return {3, '', 0} end
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] and o ~= ARGV[5] then return {2, o, 0} end
 local state = redis.call('GET', KEYS[2])
@@ -166,8 +186,10 @@ if not state then
   state = ARGV[3]
   redis.call('SET', KEYS[2], state, 'EX', ARGV[4])
 end
-local e = redis.call('INCR', KEYS[3])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+local e = tonumber(ARGV[6])
+local before = held and tonumber(string.match(held, '^(%d+)'))
+if before and before + 1 > e then e = before + 1 end
+redis.call('SET', KEYS[3], string.format('%d:%s 0', e, ARGV[7]), 'EX', ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, state, e}";
 
@@ -189,12 +211,18 @@ pub struct Scripts {
 
 impl Scripts {
     pub fn new(names: Names) -> Scripts {
-        let publish = |text: &str| Script::new(&text.replace("@PUBLISH", names.publish()));
+        let publish = |text: &str| {
+            Script::new(
+                &text
+                    .replace("@PUBLISH", names.publish())
+                    .replace("@TOMBSTONE", TOMBSTONE),
+            )
+        };
         Scripts {
             save: publish(SAVE),
             terminate: publish(TERMINATE),
             renew: Script::new(RENEW),
-            claim: Script::new(CLAIM),
+            claim: publish(CLAIM),
             release: Script::new(RELEASE),
         }
     }

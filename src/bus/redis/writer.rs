@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, Inner};
 use crate::bus::stats::BusStats;
-use crate::bus::{Save, SaveResult};
+use crate::bus::{Fence, Save, SaveResult};
 
 /// How long the writer gathers saves (and the publisher forwarded commands) after being woken
 /// from idle, so that those of many games share one round trip to Redis.
@@ -20,7 +20,7 @@ const GROUP_TICK: Duration = Duration::from_millis(1);
 
 pub enum Write {
     Save(Save),
-    Terminate { publish: String, epoch: u64 },
+    Terminate { publish: String, fence: Fence },
 }
 
 /// The writer's queue.
@@ -143,12 +143,13 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                     .arg(2)
                     .arg(names.epoch(id))
                     .arg(names.state(id))
-                    .arg(save.epoch)
+                    .arg(save.fence.wire())
                     .arg(&save.stored)
                     .arg(names.game_channel(id))
                     .arg(BusStats::stamp(&save.publish))
-                    .arg(STATE_TTL_SECS),
-                Write::Terminate { publish, epoch } => cmd
+                    .arg(STATE_TTL_SECS)
+                    .arg(save.version),
+                Write::Terminate { publish, fence } => cmd
                     .arg(inner.scripts.terminate.get_hash())
                     .arg(3)
                     .arg(names.owner(id))
@@ -157,7 +158,8 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                     .arg(node)
                     .arg(names.game_channel(id))
                     .arg(publish)
-                    .arg(epoch),
+                    .arg(fence.wire())
+                    .arg(STATE_TTL_SECS),
             };
             cmd
         })

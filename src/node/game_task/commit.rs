@@ -96,7 +96,7 @@ impl GameTask {
             version: game.version,
             publish,
             stored,
-            epoch: self.epoch,
+            fence: self.fence,
         };
         self.layout_changed = false;
         let version = game.version;

@@ -44,10 +44,14 @@ impl GameTask {
             .as_ref()
             .filter(|_| fallback)
             .map(Game::stored_json);
+        // Above the epoch of every version we know: a claim made after Redis forgot the game
+        // still numbers its versions above what our players were shown.
+        let known = self.game.as_ref().map_or(0, |g| g.version).max(self.shown);
+        let floor = known / EPOCH_STRIDE + 1;
         let (bus, id) = (self.shared.bus.clone(), self.id.clone());
         tokio::spawn(async move {
             let sent_at = Instant::now();
-            let claim = bus.claim(&id, offer).await;
+            let claim = bus.claim(&id, offer, floor).await;
             let _ = tx.send(super::GameMsg::Claimed { claim, sent_at }).await;
         });
     }
@@ -57,9 +61,9 @@ impl GameTask {
         let (role, _) = role::on_claim(&self.role, &claim, sent_at, self.ctx());
         self.set_role(role);
         match claim {
-            Claim::Claimed { stored, epoch } => match serde_json::from_str::<Game>(&stored) {
+            Claim::Claimed { stored, fence } => match serde_json::from_str::<Game>(&stored) {
                 Ok(game) => {
-                    self.epoch = epoch;
+                    self.fence = fence;
                     self.take_over(game, &was);
                 }
                 Err(e) => {
@@ -74,6 +78,14 @@ impl GameTask {
                     self.resend();
                     self.redirect_held();
                 }
+            }
+            // Ended everywhere (its tombstone stands): whatever this server missed of the end,
+            // its copy is not brought back.
+            Claim::Ended => {
+                if self.game.is_some() {
+                    log::info!("game {}: it ended; not restoring it", self.id);
+                }
+                self.end(NodeError::NotFound, true)
             }
             Claim::Gone if self.game.is_none() || self.fresh => {
                 self.end(NodeError::NotFound, false)
@@ -129,7 +141,7 @@ impl GameTask {
             }
             _ => stored,
         };
-        let floor = self.epoch.saturating_mul(EPOCH_STRIDE);
+        let floor = self.fence.epoch.saturating_mul(EPOCH_STRIDE);
         if self.fresh {
             game.version = game.version.max(floor);
         } else {
@@ -383,7 +395,7 @@ impl GameTask {
         );
         if self.replicated {
             let publish = terminated_message(&self.shared.node_id, &self.id);
-            self.shared.bus.terminate(&self.id, publish, self.epoch);
+            self.shared.bus.terminate(&self.id, publish, self.fence);
         }
         self.end(NodeError::NotFound, true);
     }

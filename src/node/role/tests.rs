@@ -127,7 +127,7 @@ fn claims_settle_the_role() {
     let resolving = Role::Resolving { claiming: true };
     let stored = Claim::Claimed {
         stored: "{}".into(),
-        epoch: 1,
+        fence: crate::bus::Fence::drawn(1),
     };
     let (role, actions) = on_claim(&resolving, &stored, t0, ctx(t0));
     assert_eq!(role, owner(ctx(t0).lease_from(t0)));
