@@ -90,6 +90,9 @@ struct Store {
     owners: HashMap<String, (String, Instant)>,
     /// Out of memory: saves fail (see [`LocalCluster::full`]).
     full: bool,
+    /// Inbox messages to lose, per server: those containing the text, so many more of them
+    /// (see [`LocalCluster::lose`]).
+    lose: HashMap<String, (String, usize)>,
     /// Each game's claim, as `game_epoch:<id>` holds it: every claim takes a new one, every
     /// write checks it.
     epochs: HashMap<String, Claimed>,
@@ -183,6 +186,14 @@ impl LocalCluster {
     /// "Redis" out of memory (`full`) or not: saves are refused, everything else works.
     pub fn full(&self, full: bool) {
         self.lock().full = full;
+    }
+
+    /// The next `count` messages to `node`'s inbox that contain `text` are lost on the way
+    /// (pub/sub delivers at most once: a publisher's batch dropped, a subscription cut).
+    pub fn lose(&self, node: &str, text: &str, count: usize) {
+        self.lock()
+            .lose
+            .insert(node.to_owned(), (text.to_owned(), count));
     }
 
     /// Cuts one server off (it sees "Redis" down) or lets it back.
@@ -331,9 +342,15 @@ impl Bus for LocalBus {
     }
 
     fn send_to(&self, node: &str, payload: String) -> bool {
-        let Some(store) = self.store() else {
+        let Some(mut store) = self.store() else {
             return false;
         };
+        if let Some((text, count)) = store.lose.get_mut(node) {
+            if *count > 0 && payload.contains(text.as_str()) {
+                *count -= 1;
+                return true;
+            }
+        }
         let target = store
             .members
             .get(node)

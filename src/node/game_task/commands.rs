@@ -110,9 +110,14 @@ impl GameTask {
                 unapplied,
                 ..
             } => {
-                self.sessions
-                    .send_to(session, error_frame(&error, &message));
-                if unapplied && self.origin.void(seq) {
+                // An `unapplied` answer may come for every copy sent: the player hears it once,
+                // when its command is turned into nothing.
+                let first = !unapplied || self.origin.void(seq);
+                if first {
+                    self.sessions
+                        .send_to(session, error_frame(&error, &message));
+                }
+                if unapplied && first {
                     self.shared
                         .metrics
                         .unavailable
@@ -207,8 +212,14 @@ impl GameTask {
         let Some(game) = self.game.as_mut() else {
             return;
         };
-        if refused.is_some() {
-            // Its player was told `unavailable`: whatever copy comes, it changes nothing.
+        if refused.is_some() && command.cmd != Cmd::Void {
+            if command.origin != self.origin.instance {
+                // Answered `unavailable` and never applied: until its server, told, sends it
+                // again as nothing, every copy is answered again (the answer may have been
+                // lost) and its number stays unacknowledged.
+                self.send_error(&command, &NodeError::Unavailable, true);
+                return;
+            }
             command.cmd = Cmd::Void;
         }
         match game

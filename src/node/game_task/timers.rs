@@ -105,10 +105,11 @@ impl GameTask {
     }
 
     /// The owner cannot write the game: forwarded commands held too long are answered
-    /// `unavailable` to their servers, and the number of each is kept, so that whatever copy
-    /// of it comes later is applied as nothing (its sender sends it again as nothing too).
-    /// Those already applied, or already nothing, are just dropped: their servers send them
-    /// again while unacknowledged.
+    /// `unavailable` to their servers, and the number of each is kept: every later copy of it
+    /// is answered the same, and none is applied until its server, told, sends it again as
+    /// nothing (so a lost answer is answered again, and a number is never acknowledged before
+    /// its player was told). Those already applied, or already nothing, are just dropped:
+    /// their servers send them again while unacknowledged.
     fn answer_held(&mut self, now: Instant) {
         if !matches!(self.role, Role::Owner(_)) || self.ctx().writable {
             return;
@@ -132,12 +133,15 @@ impl GameTask {
                 .unwrap_or(0)
                 .max(command.after);
             let void = matches!(command.cmd, Cmd::Void | Cmd::Join { .. });
-            let known = self.refused.len() >= MAX_REFUSED
-                || self.refused_at(&command.origin, command.seq).is_some();
-            if command.seq <= applied || void || known {
+            if command.seq <= applied || void {
                 continue;
             }
-            self.refused.push((command.origin.clone(), command.seq));
+            if self.refused_at(&command.origin, command.seq).is_none() {
+                if self.refused.len() >= MAX_REFUSED {
+                    continue;
+                }
+                self.refused.push((command.origin.clone(), command.seq));
+            }
             self.send_error(&command, &err, true);
         }
     }

@@ -181,6 +181,29 @@ async fn presses_forwarded_while_redis_refuses_writes_are_answered_and_never_app
     assert_eq!(bob.errors, ["unavailable"]);
 }
 
+/// The owner's `unavailable` answer to a forwarded press is lost on its way: every copy the
+/// press's server sends again is answered again, and the press is never acknowledged (as
+/// nothing) before its player was told, also once Redis takes writes again.
+#[tokio::test(start_paused = true)]
+async fn a_lost_unavailable_answer_is_given_again_for_every_copy() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let (_id, _ann, mut bob) = race(&a, &b).await;
+    cluster.full(true);
+    bob.send(ClientMsg::ScorePoint);
+    bob.read(Duration::from_millis(300)).await;
+    cluster.lose("b", "command_error", 1);
+    bob.send(ClientMsg::ScorePoint);
+    // Its server sends the press again; the owner answers that copy too, within 2 s of it.
+    bob.read(Duration::from_millis(2500)).await;
+    assert_eq!(bob.errors, ["unavailable"]);
+    cluster.full(false);
+    bob.wait(|g| scores(g) == [0, 1]).await;
+    bob.read(Duration::from_secs(3)).await;
+    assert_eq!(scores(&bob.drawn), [0, 1], "the refused press was applied");
+    assert_eq!(bob.errors, ["unavailable"], "told more than once");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_owner_past_its_lease_confirms_it_before_applying() {
     let cluster = LocalCluster::new();
