@@ -147,8 +147,11 @@ pub struct GameTask {
     /// A change was shown unsaved: the next `scores` message names no base, so other servers
     /// read the whole game.
     save_whole: bool,
-    /// The newest version shown to local players.
+    /// The newest version shown to local players (it moves only with commits).
     shown: u64,
+    /// The last committed state, while the game held here may be ahead of it (applied, not yet
+    /// saved): what a welcome and a drain's last frame show.
+    committed: Option<Game>,
     /// Something besides scores changed since the last frame was made: the next frame is a
     /// full `game_update`, not a `scores` frame.
     layout_changed: bool,
@@ -214,6 +217,7 @@ impl GameTask {
             last_sent: None,
             save_whole: false,
             shown: 0,
+            committed: None,
             layout_changed: true,
             fresh: false,
             alone: false,

@@ -26,7 +26,9 @@ impl GameTask {
         if self.stopping.is_some() || self.draining.is_some() {
             return Err(NodeError::Unavailable);
         }
-        let game = self.game.as_ref().ok_or(NodeError::Unavailable)?;
+        // The last committed state: never one still being saved (a fenced save would leave
+        // this socket with a state that never existed).
+        let game = self.last_committed().ok_or(NodeError::Unavailable)?;
         let robot = game.robot(&robot_id).ok_or(RuleError::UnknownRobot)?;
         let welcome = ServerMsg::Welcome {
             robot_id: Some(robot.id.as_str()),
@@ -36,7 +38,6 @@ impl GameTask {
         .to_frame();
         sink.try_frame(welcome)
             .map_err(|_| NodeError::Unavailable)?;
-        self.shown = self.shown.max(game.version);
         self.sessions.make_room_for(&robot_id);
         self.presence_check = true;
         self.sessions.add(session, robot_id, sink);

@@ -31,6 +31,8 @@ pub(super) struct InFlight {
     presses: Vec<Instant>,
     /// What players see once it is committed.
     frame: ByteString,
+    /// The state it saves (what a welcome shows once it is committed).
+    game: crate::game::Game,
     /// The same state in full, when a session is behind and will need it.
     full: Option<ByteString>,
     /// The last of our own commands it includes.
@@ -101,6 +103,7 @@ impl GameTask {
         self.layout_changed = false;
         let version = game.version;
         let own_seq = game.applied.last(&self.origin.instance);
+        let game = game.clone();
         self.dirty = false;
         match self.shared.bus.save(&self.id, save) {
             SaveOutcome::Pending => {
@@ -112,6 +115,7 @@ impl GameTask {
                     frame,
                     full,
                     own_seq,
+                    game: game.clone(),
                 })
             }
             SaveOutcome::Down => {
@@ -215,9 +219,21 @@ impl GameTask {
         }
     }
 
-    /// The last frame shown, for sessions being closed (so they end on the newest state).
+    /// The last committed frame, for sessions being closed (so they end on the newest state
+    /// that exists).
     pub(super) fn shown_frame(&self) -> Option<ByteString> {
-        self.game.as_ref().map(update_frame)
+        self.last_committed().map(update_frame)
+    }
+
+    /// The last committed state: the game held here when it is no further than what was shown
+    /// (versions shown move only with commits), else the state of the last commit (or, after a
+    /// takeover, the state the game was taken over from).
+    pub(super) fn last_committed(&self) -> Option<&crate::game::Game> {
+        let game = self.game.as_ref()?;
+        if game.version <= self.shown {
+            return Some(game);
+        }
+        Some(self.committed.as_ref().unwrap_or(game))
     }
 
     /// The game is ready for readers (created and committed, or loaded).
@@ -270,6 +286,7 @@ impl GameTask {
             }
         }
         if actions.contains(&Action::ShowCommitted) {
+            self.committed = Some(in_flight.game);
             self.show(
                 in_flight.version,
                 &in_flight.frame,

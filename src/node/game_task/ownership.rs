@@ -142,6 +142,9 @@ impl GameTask {
             _ => stored,
         };
         let floor = self.fence.epoch.saturating_mul(EPOCH_STRIDE);
+        // What was committed before this owner's first save (Redis's state, or the copy our
+        // players were shown).
+        self.committed = Some(game.clone());
         if self.fresh {
             game.version = game.version.max(floor);
         } else {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{node, owned, race, same_versions, scores, LEASE};
+use super::{node, owned, race, same_versions, scores, seat, LEASE};
 use crate::bus::local::LocalCluster;
 use crate::node::Outbound;
 use crate::protocol::ClientMsg;
@@ -334,4 +334,32 @@ async fn every_save_stores_the_whole_game_and_nothing_shown_is_lost() {
     let count = a.metrics().press_to_broadcast.read().count;
     assert_eq!(count, presses);
     assert_eq!((owned(&a), owned(&b)), (1, 0));
+}
+
+/// A socket that opens while the owner's save is not yet taken (Redis refusing writes) is
+/// welcomed with the last committed state, never the one being saved; once the save goes
+/// through, every screen (this one too) shows it.
+#[tokio::test(start_paused = true)]
+async fn a_welcome_shows_the_last_committed_state_and_the_commit_reaches_every_screen() {
+    let cluster = LocalCluster::new();
+    let a = node(&cluster, "a");
+    let (id, mut ann, mut bob) = race(&a, &a).await;
+    let bob_id = a.game(&id).await.unwrap().robots[1].id.clone();
+    cluster.full(true);
+    ann.send(ClientMsg::ScorePoint);
+    ann.read(Duration::from_millis(300)).await;
+    assert_eq!(scores(&ann.drawn), [0, 0], "shown before it was saved");
+    // Bob opens a second tab now: welcomed with what is committed.
+    let mut tab = seat(&a, &id, &bob_id).await;
+    tab.read(Duration::from_millis(100)).await;
+    assert_eq!(
+        scores(&tab.drawn),
+        [0, 0],
+        "welcomed with a state not saved"
+    );
+    cluster.full(false);
+    for p in [&mut ann, &mut bob, &mut tab] {
+        p.wait(|g| scores(g) == [1, 0]).await;
+    }
+    same_versions(&[&ann, &bob, &tab]);
 }
