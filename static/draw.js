@@ -9,6 +9,7 @@
   var FONT = '"Press Start 2P", ui-monospace, "Courier New", monospace';
   var MAX_PLAYERS = 10;
   var BG = "#07070d";
+  var MIN_PX = 12;   // no text on the track is drawn smaller (legible on a phone)
 
   function colorFor(index) {
     return COLORS[((index % COLORS.length) + COLORS.length) % COLORS.length];
@@ -73,9 +74,10 @@
     return { text: out, size: size };
   }
 
-  /* A label centred on x; returns its box {x, y, w, h, text} (what was drawn). */
-  function drawLabel(ctx, text, x, y, maxWidth, px, color, baseline) {
-    var fit = fitText(ctx, text, maxWidth, px, Math.min(px, 6));
+  /* A label centred on x; returns its box {x, y, w, h, text} (what was drawn). It shrinks to
+   * fit maxWidth down to minPx (MIN_PX when not given), then is cut. */
+  function drawLabel(ctx, text, x, y, maxWidth, px, color, baseline, minPx) {
+    var fit = fitText(ctx, text, maxWidth, px, Math.min(px, minPx || MIN_PX));
     ctx.save();
     ctx.font = fit.size + "px " + FONT;
     ctx.textAlign = "center";
@@ -90,9 +92,10 @@
     return { x: x - tw / 2, y: top, w: tw, h: fit.size, text: fit.text };
   }
 
-  /* A label turned a quarter clockwise, centred on x, read downwards from y. */
-  function drawTurnedLabel(ctx, text, x, y, maxLength, px, color) {
-    var fit = fitText(ctx, text, maxLength, px, Math.min(px, 6));
+  /* A label turned a quarter clockwise, centred on x, read downwards from y (shrunk and cut to
+   * maxLength as drawLabel is). */
+  function drawTurnedLabel(ctx, text, x, y, maxLength, px, color, minPx) {
+    var fit = fitText(ctx, text, maxLength, px, Math.min(px, minPx || MIN_PX));
     ctx.save();
     ctx.font = fit.size + "px " + FONT;
     var len = ctx.measureText(fit.text).width;
@@ -123,11 +126,13 @@
    *   bottomInset: a band at the bottom kept free of robots and names (the race page's toasts).
    *   big: a screen watched from across a room (the /watch view on a TV): robots and names
    *        grow with the screen instead of stopping at a phone's or laptop's size.
-   * Names go under their robots, across the lane when every name fits at a readable size;
-   * otherwise each is written down its own lane (turned a quarter), in full, so that ten long
-   * names on a phone are all readable and each sits under its own robot.
-   * Returns the geometry: {finishY, yBottom, size, rotated, labels and robots: [{x, y, w, h}]}
-   * (a label's box also has the text drawn). */
+   * Names go under their robots, across the lane when every name fits at a readable size
+   * (12px at least); otherwise each is written down its own lane (turned a quarter), in full, so
+   * that ten long names on a phone are all readable and each sits under its own robot. A tag
+   * (YOU, AWAY, WIN!) too wide for its lane at that size is turned the same way.
+   * Returns the geometry: {finishY, yBottom, size, rotated, labelPx, tagRoom (how far above a
+   * robot its tag may reach), labels and robots: [{x, y, w, h}]} (a label's box also has the
+   * text drawn). */
   function drawScene(ctx, w, h, lanes, opts) {
     opts = opts || {};
     var n = Math.max(1, lanes.length);
@@ -135,27 +140,37 @@
     var inset = Math.max(0, Number(opts.bottomInset) || 0);
     var top = opts.top != null ? Math.max(0, Number(opts.top) || 0) : null;
 
-    // label size: 10px on wide screens, 8px on phones (a big screen: up to 24px); shrink a
-    // little (a big screen: down to 12px), then turn the names
+    // label size: 12px (a big screen: up to 24px, shrinking down to 12px to fit), never less:
+    // names too long to go across their lanes at that size are turned
     var big = !!opts.big && w >= 560;
-    var px = big ? Math.round(Math.max(10, Math.min(24, h / 45))) : w >= 560 ? 10 : 8;
-    var minPx = big ? Math.min(px, 12) : Math.max(7, px - 2);
+    var px = big ? Math.round(Math.max(MIN_PX, Math.min(24, h / 45))) : MIN_PX;
+    var minPx = MIN_PX;
     ctx.font = px + "px " + FONT;
     var widest = 0;
     for (var k = 0; k < lanes.length; k++) {
       widest = Math.max(widest, ctx.measureText(String(lanes[k].name || "")).width);
     }
-    var across = laneW * 0.92;
+    // (half a pixel of slack: ten 12px characters are 120.0004px wide, and fit a 120px room)
+    var across = Math.max(laneW * 0.92, laneW - 8) + 0.5;
     var rotated = false;
     if (widest > across) {
       var smaller = Math.floor(px * across / widest);
       if (smaller >= minPx) px = smaller;
       else rotated = n > 1;
     }
-    var rowH = px + 6;
     // turned names: as long as the longest (ten wide characters fit), never longer
     var labelMax = rotated ? Math.min(widest, px * 11) : across;
     var labelExtent = rotated ? labelMax : px;
+    // tags go across when they fit (a little over a narrow lane's edges: YOU always does),
+    // else turned
+    var tagMax = Math.max(laneW * 0.95, rotated ? 0 : 40, 3 * px) + 0.5;
+    function tagWidth(text) {
+      ctx.font = px + "px " + FONT;
+      return ctx.measureText(text).width;
+    }
+    // the room a YOU or AWAY tag takes above a robot at the start
+    var tagRoom = Math.max(px, tagWidth("YOU") > tagMax ? tagWidth("YOU") : px,
+      tagWidth("AWAY") > tagMax ? tagWidth("AWAY") : px);
 
     var cap = big ? 96 : 44;   // the largest robot, CSS pixels
     var size = top != null
@@ -259,30 +274,40 @@
       labels.push(box);
 
       // "YOU" / "WIN!" above it, or under the name when the robot is up at the finish line
-      var above = lane.winner ? (lane.you && !rotated ? "YOU WIN!" : "WIN!") :
-        (lane.away ? "AWAY" : (lane.you ? "YOU" : ""));
+      var above = lane.winner
+        ? (lane.you && !rotated && tagWidth("YOU WIN!") <= tagMax ? "YOU WIN!" : "WIN!")
+        : (lane.away ? "AWAY" : (lane.you ? "YOU" : ""));
       if (above) {
         var antenna = Math.max(1, Math.round(size / 10)) * 4;
         var ay = y - size / 2 - antenna - pad - 5;
         var tagColor = lane.winner ? "#ffff00" : "#ffffff";
         if (lane.away) ctx.globalAlpha = 0.75; // the AWAY tag stays readable
-        var tagMax = rotated ? laneW * 0.95 : Math.max(laneW * 0.95, 40);
-        if (ay - px < finishY + 4) {
-          drawLabel(ctx, above, x, box.y + box.h + 6, tagMax, px, tagColor, "top");
+        var tagW = tagWidth(above);
+        if (tagW <= tagMax) {
+          if (ay - px < finishY + 4) {
+            drawLabel(ctx, above, x, box.y + box.h + 6, tagMax, px, tagColor, "top");
+          } else {
+            drawLabel(ctx, above, x, ay, tagMax, px, tagColor, "bottom");
+          }
         } else {
-          drawLabel(ctx, above, x, ay, tagMax, px, tagColor, "bottom");
+          // turned, down its own lane: over the robot, or under its name near the finish line
+          var ty = ay - tagW;
+          if (ty < finishY + 4) ty = box.y + box.h + 6;
+          drawTurnedLabel(ctx, above, x, ty, tagW + 1, px, tagColor);
         }
       }
       ctx.globalAlpha = 1;
     }
     ctx.restore();
     return { finishY: finishY, yBottom: yBottom, size: size, rotated: rotated, labels: labels,
-      robots: robots, labelPx: px };
+      robots: robots, labelPx: px, tagRoom: tagRoom };
   }
 
-  /* Size a canvas to its CSS box at devicePixelRatio; returns the CSS size. */
-  function fitCanvas(canvas) {
+  /* Size a canvas to its CSS box at devicePixelRatio (at most maxDpr when given); returns the
+   * CSS size. */
+  function fitCanvas(canvas, maxDpr) {
     var dpr = global.devicePixelRatio || 1;
+    if (maxDpr > 0) dpr = Math.min(dpr, maxDpr);
     var w = canvas.clientWidth || global.innerWidth;
     var h = canvas.clientHeight || global.innerHeight;
     var bw = Math.max(1, Math.round(w * dpr));

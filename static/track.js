@@ -9,7 +9,7 @@
   var drawScene = RR.drawScene;
   var fitCanvas = RR.fitCanvas;
   var whenFontReady = RR.whenFontReady;
-  var TOAST_MAX = 58;      // a toast's height at most (two lines; .toast's max-height in app.css)
+  var TOAST_MAX = 68;      // a toast's height at most (three lines; .toast's max-height in app.css)
 
   /* The track on `canvas`, drawn clear of the page's HUD, toast and setup panel (in `el`).
    * `page` says what to draw: `game()` (the last view, or null), `myId()` and `spectator`.
@@ -104,8 +104,8 @@
     }
 
     // The setup panel goes between the finish line and the robots waiting at the start (their
-    // YOU / AWAY tags included), so that it covers none of them when it fits there; otherwise
-    // it starts just under the finish line.
+    // YOU / AWAY tags included, turned ones too), so that it covers none of them when it fits
+    // there; otherwise it starts just under the finish line.
     function placeSetupPanel(scene) {
       var panel = el.setupPanel;
       if (!panel || panel.hidden) return;
@@ -113,7 +113,7 @@
       var bottom = Infinity;
       for (var i = 0; i < scene.robots.length; i++) bottom = Math.min(bottom, scene.robots[i].y);
       if (!isFinite(bottom)) bottom = scene.yBottom;
-      bottom -= (scene.labelPx || 10) + 12;
+      bottom -= (scene.tagRoom || scene.labelPx || 12) + 12;
       var h = panel.offsetHeight;
       var centre = h <= bottom - top ? (top + bottom) / 2 : top + h / 2;
       var px = Math.round(centre) + "px";

@@ -10,12 +10,14 @@
 //!
 //! The browser and its driver: [`driver`] and [`client`]; what the page shows, read by scripts
 //! run in it: [`page`]; the steps the scenarios share (create, join, count down, race):
-//! [`flows`]. The scenarios: [`race`], [`forms`], [`party`], [`polish`].
+//! [`flows`]. The scenarios: [`race`], [`forms`], [`party`], [`polish`]; and every page
+//! through Lighthouse's mobile audit: [`lighthouse`].
 
 mod client;
 mod driver;
 mod flows;
 mod forms;
+mod lighthouse;
 mod page;
 mod party;
 mod polish;
