@@ -17,9 +17,9 @@ async fn every_page_passes_lighthouse_on_a_phone() {
         root.join("node_modules/.bin/lighthouse").exists(),
         "Lighthouse is not installed: run `npm ci --prefix tests/lighthouse` (scripts/test does)"
     );
-    let server = Server::start(&[]);
-    // The race page needs its player's cookie; the host is never removed while away, so the
-    // page stays the race page however long the audits take.
+    // The race page needs its player's cookie, and its robot must still be in the game when
+    // its turn comes: nobody is removed for being away while the audits run.
+    let server = Server::start(&["-away-remove-ms", "600000"]);
     let ann = server.api().create("ann", 25, 3).await;
     server.api().join(&ann.game_id, "bob").await;
     let id = &ann.game_id;
