@@ -292,7 +292,7 @@ impl Bus for LocalBus {
             return SaveOutcome::Down;
         };
         let result = match store.epochs.get(game_id).copied() {
-            _ if store.full => SaveResult::Failed,
+            _ if store.full => SaveResult::Refused,
             // Already saved, or a newer version was: a late retry changes nothing.
             Some(Claimed::By(fence, saved)) if fence == save.fence && saved >= save.version => {
                 SaveResult::Saved

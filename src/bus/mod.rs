@@ -104,6 +104,16 @@ pub enum SaveResult {
     Unowned,
     /// Redis could not be asked; the save may or may not have happened.
     Failed,
+    /// Redis answered with an error (out of memory, read-only, loading): the save did not
+    /// happen.
+    Refused,
+}
+
+impl SaveResult {
+    /// Not saved, or not known to be: tried again.
+    pub fn failed(self) -> bool {
+        matches!(self, SaveResult::Failed | SaveResult::Refused)
+    }
 }
 
 /// The answer to [`Bus::claim`].

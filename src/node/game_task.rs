@@ -152,6 +152,12 @@ pub struct GameTask {
     /// The last committed state, while the game held here may be ahead of it (applied, not yet
     /// saved): what a welcome and a drain's last frame show.
     committed: Option<Game>,
+    /// The commands applied here since the last commit, and when (a replicated game's owner):
+    /// answered `unavailable` and taken back if their save is refused for too long.
+    uncommitted: Vec<(Command, Instant)>,
+    /// A save since the last commit may or may not have been carried out (no answer from
+    /// Redis): what it holds cannot be taken back.
+    unsure: bool,
     /// Something besides scores changed since the last frame was made: the next frame is a
     /// full `game_update`, not a `scores` frame.
     layout_changed: bool,
@@ -218,6 +224,8 @@ impl GameTask {
             save_whole: false,
             shown: 0,
             committed: None,
+            uncommitted: Vec::new(),
+            unsure: false,
             layout_changed: true,
             fresh: false,
             alone: false,
@@ -266,6 +274,9 @@ impl GameTask {
                 self.presence(Instant::now());
             }
             self.flush();
+            // Sessions whose socket was found gone: presence again, at once (see the
+            // deadline).
+            self.presence_check |= self.sessions.take_dropped();
             self.seed_spectators();
             self.check_shutdown(Instant::now());
             self.info
@@ -399,7 +410,12 @@ impl GameTask {
                 sink,
                 reply,
             } => {
-                let _ = reply.send(self.connect(session, robot_id, sink));
+                let connected = self.connect(session, robot_id, sink);
+                if reply.send(connected).is_err() {
+                    // Its request gave up waiting (timed out, or its client went): no session
+                    // task will ever say this socket closed.
+                    self.sessions.remove(session);
+                }
             }
             GameMsg::Disconnect(session) => {
                 self.sessions.remove(session);

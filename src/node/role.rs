@@ -174,7 +174,7 @@ pub fn on_saved(role: &Role, result: SaveResult) -> Next {
         ),
         // Redis could not be asked, or refused the write: nothing is shown; the game task
         // tries again after a pause, and commands wait meanwhile.
-        SaveResult::Failed => (role.clone(), vec![]),
+        SaveResult::Failed | SaveResult::Refused => (role.clone(), vec![]),
     }
 }
 

@@ -133,8 +133,8 @@ if not held then return 2 end
 local fence, version = string.match(held, '^(%S+) (%d+)$')
 if fence ~= ARGV[1] then return 0 end
 if tonumber(version) >= tonumber(ARGV[6]) then return 1 end
-redis.call('SET', KEYS[1], fence .. ' ' .. ARGV[6], 'EX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+redis.call('SET', KEYS[1], fence .. ' ' .. ARGV[6], 'EX', ARGV[5])
 redis.call('@PUBLISH', ARGV[3], ARGV[4])
 return 1";
 

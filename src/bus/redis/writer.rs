@@ -184,9 +184,10 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
                     Ok(1) => SaveResult::Saved,
                     Ok(2) => SaveResult::Unowned,
                     Ok(_) => SaveResult::Fenced,
+                    // Redis answered with an error: the script stopped at its first write.
                     Err(e) => {
                         refused.get_or_insert(e);
-                        SaveResult::Failed
+                        SaveResult::Refused
                     }
                 })
                 .collect();
@@ -195,7 +196,7 @@ async fn write(inner: &Inner, batch: &[(String, Write)], created: u64) -> Vec<Sa
             }
             let count = |r: SaveResult| results.iter().filter(|x| **x == r).count();
             inner.writes_done.fetch_add(
-                (results.len() - count(SaveResult::Failed)) as u64,
+                (results.len() - count(SaveResult::Refused)) as u64,
                 Ordering::Relaxed,
             );
             let fenced = count(SaveResult::Fenced);

@@ -130,11 +130,12 @@ impl GameTask {
                 origin,
                 counter,
                 robots,
+                arrived,
                 ..
             } => {
                 if matches!(self.role, crate::node::role::Role::Owner(_)) {
                     self.tracker
-                        .report(&origin, counter, robots, Instant::now());
+                        .report(&origin, counter, robots, &arrived, Instant::now());
                     self.presence_check = true;
                 }
             }
@@ -234,6 +235,9 @@ impl GameTask {
             }
             // A repeat, or an earlier one is missing: the sender resends, in order.
             Admit::Repeat | Admit::OutOfOrder => return,
+        }
+        if self.replicated && matches!(self.role, crate::node::role::Role::Owner(_)) {
+            self.uncommitted.push((command.clone(), Instant::now()));
         }
         // Recording the number changes what is stored even when the rules change nothing.
         self.dirty = true;

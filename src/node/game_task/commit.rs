@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use super::GameTask;
 use crate::bus::{BusStatus, Save, SaveOutcome, SaveResult};
 use crate::node::role::{self, Action, Role};
-use crate::node::wire::{scores_message, update_message};
-use crate::protocol::{scores_frame, update_frame};
+use crate::node::wire::{scores_message, update_message, Cmd};
+use crate::node::NodeError;
+use crate::protocol::{error_frame, scores_frame, update_frame};
 
 /// Where a session that fell behind gets the full state of the version shown.
 pub(in crate::node) enum Full<'a> {
@@ -37,6 +38,8 @@ pub(super) struct InFlight {
     full: Option<ByteString>,
     /// The last of our own commands it includes.
     own_seq: Option<u64>,
+    /// How many of the commands applied since the last commit it includes.
+    covers: usize,
 }
 
 impl GameTask {
@@ -116,6 +119,7 @@ impl GameTask {
                     full,
                     own_seq,
                     game: game.clone(),
+                    covers: self.uncommitted.len(),
                 })
             }
             SaveOutcome::Down => {
@@ -134,7 +138,7 @@ impl GameTask {
         const FIRST: Duration = Duration::from_millis(100);
         const MOST: Duration = Duration::from_secs(2);
         match (result, self.save_retry) {
-            (SaveResult::Failed, retry) => {
+            (SaveResult::Failed | SaveResult::Refused, retry) => {
                 let pause = retry.map_or(FIRST, |(_, p)| (p * 2).min(MOST));
                 if retry.is_none() {
                     log::warn!(
@@ -266,12 +270,21 @@ impl GameTask {
                     self.set_role(Role::Resolving { claiming: true });
                     self.claim(false);
                 }
-                (SaveResult::Failed, _, _) => {
+                (SaveResult::Failed | SaveResult::Refused, _, _) => {
                     self.save_outcome(result);
                     self.dirty = true;
                 }
             }
             return;
+        }
+        match result {
+            SaveResult::Saved => {
+                self.unsure = false;
+                let covered = in_flight.covers.min(self.uncommitted.len());
+                self.uncommitted.drain(..covered);
+            }
+            SaveResult::Failed => self.unsure = true,
+            _ => {}
         }
         let recovered = result == SaveResult::Saved && self.save_retry.is_some();
         self.save_outcome(result);
@@ -298,9 +311,65 @@ impl GameTask {
             }
             self.settled();
         }
-        if result == SaveResult::Failed {
+        if result.failed() {
             self.dirty = true;
         }
         self.act(&actions);
+    }
+
+    /// When the commands applied since the last commit are to be taken back, if they are.
+    pub(super) fn take_back_at(&self) -> Option<Instant> {
+        let (_, oldest) = self.uncommitted.first()?;
+        let stuck = !self.unsure
+            && self.in_flight.is_none()
+            && self.save_retry.is_some()
+            && self.committed.is_some()
+            && matches!(self.role, Role::Owner(_))
+            && !self
+                .uncommitted
+                .iter()
+                .any(|(c, _)| matches!(c.cmd, Cmd::Join { .. }));
+        stuck.then_some(*oldest + super::timers::TAKEN_BACK_AFTER)
+    }
+
+    /// The commands applied into a save that Redis keeps refusing are not left unanswered:
+    /// once the oldest has waited [`TAKEN_BACK_AFTER`](super::timers::TAKEN_BACK_AFTER), the
+    /// game goes back to its last committed state (under a new version: the refused ones were
+    /// never shown, and no number is reused) and each of them is answered `unavailable` and
+    /// never applied: ours are sent again as nothing, other servers' are refused until their
+    /// servers send them again as nothing. Not when a save's outcome is unknown (Redis did not
+    /// answer: it may have carried it out), nor over a join (answered on its own).
+    pub(super) fn take_back(&mut self, now: Instant) {
+        if !self.take_back_at().is_some_and(|at| at <= now) {
+            return;
+        }
+        let (Some(mut back), Some(ahead)) = (self.committed.clone(), self.game.as_ref()) else {
+            return;
+        };
+        back.version = ahead.version + 1;
+        self.game = Some(back);
+        self.dirty = true;
+        self.layout_changed = true;
+        self.save_whole = true;
+        self.presses.clear();
+        let err = NodeError::Unavailable;
+        for (command, _) in std::mem::take(&mut self.uncommitted) {
+            if command.cmd == Cmd::Void {
+                continue;
+            }
+            if command.origin == self.origin.instance {
+                if self.origin.void(command.seq) && command.session != 0 {
+                    let frame = error_frame(err.code(), &err.to_string());
+                    self.sessions.send_to(command.session, frame);
+                }
+            } else if self.refused_at(&command.origin, command.seq).is_none() {
+                self.refused.push((command.origin.clone(), command.seq));
+                self.send_error(&command, &err, true);
+            }
+            self.shared
+                .metrics
+                .unavailable
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }

@@ -145,6 +145,8 @@ impl GameTask {
         // What was committed before this owner's first save (Redis's state, or the copy our
         // players were shown).
         self.committed = Some(game.clone());
+        self.uncommitted.clear();
+        self.unsure = false;
         if self.fresh {
             game.version = game.version.max(floor);
         } else {
@@ -204,6 +206,8 @@ impl GameTask {
         self.in_flight = None;
         self.last_sent = None;
         self.dirty = false;
+        self.uncommitted.clear();
+        self.unsure = false;
     }
 
     /// Our commands go to the owner again; forwarded ones we hold go back to their senders.

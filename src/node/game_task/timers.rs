@@ -23,6 +23,10 @@ pub const UNAVAILABLE_AFTER: Duration = Duration::from_millis(1200);
 /// game's storage cannot be written is answered `unavailable` to its server: less than
 /// [`UNAVAILABLE_AFTER`], for the trips to the owner and back.
 pub const FORWARDED_UNAVAILABLE_AFTER: Duration = Duration::from_millis(800);
+/// Commands applied into a save that Redis keeps refusing (out of memory, read-only) are
+/// taken back and answered `unavailable` after this long: within 2 s of reaching the owner,
+/// with room for the answer's trip to a forwarding server.
+pub const TAKEN_BACK_AFTER: Duration = Duration::from_millis(1300);
 
 impl GameTask {
     pub(super) fn next_deadline(&self) -> Instant {
@@ -42,6 +46,7 @@ impl GameTask {
             let oldest = self.held.iter().map(|(_, at)| *at).min();
             next.extend(oldest.map(|at| at + FORWARDED_UNAVAILABLE_AFTER));
         }
+        next.extend(self.take_back_at());
         next.extend(self.retry_at);
         // A save to try again (while Redis is unreachable, its return wakes the task).
         let writable = self.shared.bus.status() != crate::bus::BusStatus::Down;
@@ -56,6 +61,9 @@ impl GameTask {
                 .map(|at| at + UNAVAILABLE_AFTER),
         );
         next.extend(self.next_presence);
+        if self.presence_check {
+            next.push(Instant::now());
+        }
         next.extend(self.missing_since.map(|at| at + t.missing_grace));
         next.extend(self.draining.as_ref().map(|d| d.1));
         next.extend(self.stopping.as_ref().map(|s| s.1));
@@ -167,6 +175,7 @@ impl GameTask {
         }
         self.answer_waiting(now);
         self.answer_held(now);
+        self.take_back(now);
         match self.role {
             Role::Owner(_) if self.last_action + t.idle <= now => return self.terminate(),
             Role::Owner(_) => {}
