@@ -340,7 +340,7 @@ impl GameTask {
     /// servers send them again as nothing. Not when a save's outcome is unknown (Redis did not
     /// answer: it may have carried it out), nor over a join (answered on its own).
     pub(super) fn take_back(&mut self, now: Instant) {
-        if !self.take_back_at().is_some_and(|at| at <= now) {
+        if self.take_back_at().is_none_or(|at| at > now) {
             return;
         }
         let (Some(mut back), Some(ahead)) = (self.committed.clone(), self.game.as_ref()) else {
