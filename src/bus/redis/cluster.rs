@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -64,6 +65,7 @@ impl ClusterNodes {
         let client = ClusterClientBuilder::new(infos)
             .connection_timeout(REDIS_TIMEOUT)
             .response_timeout(REDIS_TIMEOUT)
+            .tcp_settings(super::conn::with_keepalive(template.tcp_settings().clone()))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(ClusterNodes {
@@ -245,6 +247,38 @@ impl Shards {
             self.drop_node(&addr);
         }
         Ok(())
+    }
+
+    /// How many nodes there are connections to.
+    pub(super) fn nodes(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// PINGs every node there is a connection to (RESP3 allows any command while subscribed),
+    /// all at once, each answer due `within`: a NAT or a load balancer may drop an idle
+    /// connection without a word. The channels of a node that does not answer are reported
+    /// lost and its connection dropped; subscribing them again makes a new one.
+    pub(super) async fn probe(&mut self, within: Duration) -> Vec<String> {
+        let pings = self.conns.iter().map(|(addr, conn)| {
+            let mut conn = conn.clone();
+            async move {
+                let cmd = redis::cmd("PING");
+                let ping = cmd.exec_async(&mut conn);
+                let answered = matches!(tokio::time::timeout(within, ping).await, Ok(Ok(())));
+                (addr.clone(), answered)
+            }
+        });
+        let dead: Vec<String> = join_all(pings)
+            .await
+            .into_iter()
+            .filter_map(|(addr, answered)| (!answered).then_some(addr))
+            .collect();
+        let mut lost = Vec::new();
+        for addr in dead {
+            log::debug!("Redis Cluster: {addr} did not answer PING within {within:?}");
+            lost.extend(self.drop_node(&addr));
+        }
+        lost
     }
 
     fn drop_node(&mut self, addr: &str) -> Vec<String> {

@@ -1,18 +1,22 @@
 //! Redis Sentinel: which Redis is the master now.
 //!
 //! The redis crate connects to one address and does not follow a failover, so the bus does:
-//! on every (re)connect it asks the Sentinels, in turn, for the master's address
-//! (`SENTINEL get-master-addr-by-name`), connects there and checks with `ROLE` that it really
-//! is the master (a Sentinel may not have heard of a failover yet). While connected, a watcher
-//! listens on a Sentinel for `+switch-master` and drops the connection at once, so the
+//! on every (re)connect it asks every Sentinel at once for the master's address
+//! (`SENTINEL get-master-addr-by-name`), takes the first answer, connects there and checks
+//! with `ROLE` that it really is the master (a Sentinel may not have heard of a failover yet).
+//! While connected, a watcher listens on a Sentinel (the one that answered first, then the
+//! others) for `+switch-master` and drops the connection at once, so the
 //! supervisor reconnects to the new master instead of waiting for the old one to refuse a
 //! write. The master's password and TLS come from the same settings as for one Redis.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::select_ok;
 use futures_util::StreamExt;
 use redis::{Client, ConnectionAddr, ConnectionInfo, RedisResult};
 
+use super::conn::io_error;
 use super::{Inner, REDIS_TIMEOUT, RETRY};
 
 /// The Sentinels to ask, and how to reach the master they name.
@@ -23,6 +27,8 @@ pub struct Sentinels {
     pub master_name: String,
     /// The master's connection settings (password, TLS, database) without its address.
     pub master_template: ConnectionInfo,
+    /// Which of `sentinels` answered first last time (the failover watcher listens there).
+    answered: AtomicUsize,
 }
 
 impl Sentinels {
@@ -56,6 +62,7 @@ impl Sentinels {
             sentinels,
             master_name: master_name.trim().to_owned(),
             master_template,
+            answered: AtomicUsize::new(0),
         })
     }
 
@@ -65,22 +72,34 @@ impl Sentinels {
         format!("sentinel {} via {}", self.master_name, addrs.join(","))
     }
 
-    /// The master's address as the first Sentinel that answers names it.
+    /// The master's address as the first Sentinel to answer names it. Every Sentinel is
+    /// asked at once, each within [`REDIS_TIMEOUT`] to connect and as long again to answer: one
+    /// that accepts the connection and then says nothing (a frozen host, a half-open path)
+    /// holds up nothing while another answers, wherever it stands in the list. When none
+    /// names a master, the error is the last one to fail.
     pub async fn ask_master(&self) -> RedisResult<(String, u16)> {
-        let mut last = None;
-        for (client, addr) in &self.sentinels {
-            match self.ask_one(client).await {
-                Ok(Some(master)) => return Ok(master),
-                Ok(None) => {
-                    last = Some(redis::RedisError::from(std::io::Error::other(format!(
-                        "Sentinel {addr} does not know a master named {}",
-                        self.master_name
-                    ))))
-                }
-                Err(e) => last = Some(e),
-            }
+        if self.sentinels.is_empty() {
+            return Err(io_error("no Sentinel".to_owned()));
         }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no Sentinel").into()))
+        let asks = self
+            .sentinels
+            .iter()
+            .enumerate()
+            .map(|(i, (client, addr))| {
+                Box::pin(async move {
+                    match self.ask_one(client).await? {
+                        Some(master) => Ok((i, master)),
+                        None => Err(io_error(format!(
+                            "Sentinel {addr} does not know a master named {}",
+                            self.master_name
+                        ))),
+                    }
+                })
+            });
+        // The asks still under way are dropped with their connections.
+        let ((i, master), _) = select_ok(asks).await?;
+        self.answered.store(i, Ordering::Relaxed);
+        Ok(master)
     }
 
     async fn ask_one(&self, client: &Client) -> RedisResult<Option<(String, u16)>> {
@@ -133,12 +152,15 @@ const WATCH_QUIET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Listens on the Sentinels for `+switch-master` of our master while `master` is the one we
 /// are connected to; when it moves, asks the supervisor to reconnect. Ends after a switch (the
-/// supervisor aborts it when the connection ends for another reason). A Sentinel that cannot
-/// be reached, or answers nothing, is skipped: losing the connection to the old master leads
-/// to the new one anyway.
+/// supervisor aborts it when the connection ends for another reason). The Sentinel that named
+/// the master first, then the ones after it in the list; one that cannot be reached, or
+/// answers nothing, is skipped: losing the connection to the old master leads to the new one
+/// anyway.
 pub(super) async fn watch_failover(inner: Arc<Inner>, sentinels: Arc<Sentinels>, master: String) {
+    let all = &sentinels.sentinels;
     loop {
-        for (client, _) in &sentinels.sentinels {
+        let first = sentinels.answered.load(Ordering::Relaxed);
+        for (client, _) in all.iter().cycle().skip(first).take(all.len()) {
             let Ok(Ok(mut pubsub)) =
                 tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub()).await
             else {

@@ -1,22 +1,23 @@
 //! The connection: find Redis (with Sentinel: the master now), connect (PING, scripts, the
 //! shared token secret, the heartbeat, the subscriptions), hand every subscribed message to
-//! the events, beat the heartbeat, follow this server's per-game interest, and when the
-//! connection breaks, try again every [`RETRY`](super::RETRY). On a Redis Cluster the
-//! subscriptions are shard channels ([`cluster::Shards`]), each followed to its slot's master
-//! when a failover or a migration moves it.
+//! the events, beat the heartbeat, PING the pub/sub connections (one that stops answering is
+//! taken for lost), follow this server's per-game interest, and when the connection breaks,
+//! try again every [`RETRY`](super::RETRY). On a Redis Cluster the subscriptions are shard
+//! channels ([`cluster::Shards`]), each followed to its slot's master when a failover or a
+//! migration moves it.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 
 use super::cluster::{self, ClusterNodes, Heard, Shards};
 use super::conn::{bounded, io_error};
-use super::heartbeat::AbortOnDrop;
+use super::heartbeat::{pubsub_ping, AbortOnDrop};
 use super::scripts::{GAME_PATTERN, SECRET_KEY};
 use super::{lock, sentinel, Conn, Inner, Subscribe, Target, REDIS_TIMEOUT, RETRY};
 use crate::bus::BusEvents;
@@ -273,6 +274,12 @@ impl Inner {
             });
             match connected {
                 Ok(connected) => {
+                    // A request to reconnect still pending was made for the connection left
+                    // (a failed call and its task can both ask): this one answers it.
+                    let _ = self.reconnect.notified().now_or_never();
+                    if self.stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let addr = connected.addr.clone();
                     let previous = lock(&self.current).replace(addr.clone());
                     let watcher = match &self.config.target {
@@ -360,6 +367,13 @@ impl Inner {
         let per_game = self.per_game();
         let heart = tokio::spawn(self.clone().heartbeat(connected.conn.clone()));
         let _stop_heart = AbortOnDrop(heart);
+        // One Redis: the pub/sub connection is PINGed on a task of its own too.
+        let _stop_probe = match &connected.pubsub {
+            PubSub::One { sink, .. } => Some(AbortOnDrop(tokio::spawn(
+                self.clone().probe_pubsub(sink.clone()),
+            ))),
+            PubSub::Shards { .. } => None,
+        };
         // Cluster: subscriptions to try again (a slot moving), and the slot map check.
         let mut incomplete = false;
         let mut retry = tokio::time::interval(RETRY);
@@ -399,14 +413,15 @@ impl Inner {
                 }
                 _ = audit.tick(), if cluster => {
                     if let PubSub::Shards { shards, conn, .. } = &mut connected.pubsub {
-                        self.sent(1);
+                        self.sent(1 + shards.nodes());
+                        let mut lost = shards.probe(pubsub_ping(self.config.lease).1).await;
                         match shards.audit(conn).await {
-                            Ok(moved) if !moved.is_empty() => {
-                                self.lost(&mut connected, moved);
-                                incomplete = true;
-                            }
-                            Ok(_) => {}
+                            Ok(moved) => lost.extend(moved),
                             Err(e) => log::debug!("CLUSTER SLOTS: {e}"),
+                        }
+                        if !lost.is_empty() {
+                            self.lost(&mut connected, lost);
+                            incomplete = true;
                         }
                     }
                 }

@@ -7,11 +7,13 @@
 //! Here: the servers and the six racing players the tests share (also the topology tests');
 //! what the tests judge: [`judge`]; the tests: [`owner`] (a frozen owner), [`owner_lost`] (an
 //! owner killed before its writes reach Redis), [`redis`] (a frozen Redis), [`sick`] (Redis cut
-//! off, slow, out of memory), [`restart`] (a rolling restart, Redis back empty).
+//! off, slow, out of memory), [`restart`] (a rolling restart, Redis back empty),
+//! [`pubsub_liveness`] (one server's pub/sub connection silently dropped).
 
 mod judge;
 mod owner;
 mod owner_lost;
+mod pubsub_liveness;
 mod redis;
 mod restart;
 mod sick;

@@ -288,3 +288,36 @@ async fn sentinel_failover_mid_race_loses_no_press() {
 async fn sentinel_master_killed_mid_race_loses_no_press() {
     race_through(Fault::KillMaster).await;
 }
+
+/// Three Sentinels that accept a connection and never answer, listed before the one that
+/// works (in front of one master): the server still finds the master, at once, on its first
+/// attempt, rather than waiting on each silent one in turn.
+#[actix_rt::test]
+async fn silent_sentinels_listed_first_do_not_keep_the_server_from_the_master() {
+    let master = Redis::start();
+    let sentinel = Sentinel::start(master.port);
+    // Listening, never accepting: the kernel completes each connection, nobody answers.
+    let silent: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let mut list: Vec<String> = silent
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    list.push(format!("127.0.0.1:{}", sentinel.port));
+    let started = Instant::now();
+    let server = Server::start(&["-redis-sentinel", &list.join(","), "-node-id", "n"]);
+    let line = format!("Connected to Redis at {}", master.addr());
+    let connected = server.logs.wait_for(&line, SECS(20));
+    let took = started.elapsed();
+    println!(
+        "connected to the master {:?} after start",
+        connected.then_some(took)
+    );
+    // Well under one Redis timeout (3 s) per silent Sentinel.
+    assert!(
+        connected && took <= SECS(3),
+        "with 3 silent Sentinels listed first, connected: {connected} after {took:?} (at most 3 s)\n{}",
+        server.logs.all()
+    );
+}
