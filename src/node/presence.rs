@@ -3,8 +3,9 @@
 //! A robot is connected while a socket of its player is open on any server. Each server knows
 //! only its own sockets, so:
 //! - a server that is not the game's owner sends the owner a *report* — the robots with a
-//!   socket here — whenever that set changes, when the owner changes, and every
-//!   [`PresenceTiming::refresh`] while it has any ([`Reporter`]);
+//!   socket here, and those whose socket opened here since its last report — whenever that
+//!   changes, when the owner changes, and every [`PresenceTiming::refresh`] while it has any
+//!   ([`Reporter`]);
 //! - the owner merges its own sockets with the reports, forgets a report not refreshed within
 //!   [`PresenceTiming::expiry`] (its server died), and applies the result to the game: robots
 //!   marked away or back, the admin role handed on after [`PresenceTiming::handover`], robots
@@ -12,8 +13,12 @@
 //!
 //! Reports are snapshots, not changes: a lost or repeated one does no harm, the next one
 //! corrects it. Only the owner's conclusion (`connected` on each robot) is stored and shown.
-//! A new owner knows no reports yet, so for one expiry it keeps robots as stored until the
-//! reports come in.
+//! A robot just joined (its player on the way to the race page) is kept connected for one
+//! expiry until a socket of its player opens somewhere; so is every robot on a new owner, which
+//! knows no reports yet. A socket that opened is an event, not a state: it ends that wait
+//! however soon it closed again — the owner hears of it ([`Tracker::arrived`]) even when the
+//! socket closed before any snapshot listed it, and from a report that came too late to
+//! count as a snapshot.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,7 +52,7 @@ impl PresenceTiming {
 }
 
 /// One server's last report.
-struct Report {
+struct Heard {
     counter: u64,
     robots: Vec<String>,
     at: Instant,
@@ -74,7 +79,7 @@ impl Changes {
 /// The owner's side: reports by sending process, and since when each robot is away.
 #[derive(Default)]
 pub struct Tracker {
-    reports: HashMap<String, Report>,
+    reports: HashMap<String, Heard>,
     away_since: HashMap<String, Instant>,
     /// Until then, a robot nobody reports keeps its stored state (a new owner, a robot whose
     /// player is still on the way from the join form to the race page).
@@ -102,8 +107,26 @@ impl Tracker {
             .insert(robot_id.to_owned(), now + t.expiry);
     }
 
-    /// A server's report. Older reports from the same process (by counter) are ignored.
-    pub fn report(&mut self, origin: &str, counter: u64, robots: Vec<String>, now: Instant) {
+    /// A socket of each of these robots opened (here, or on the server that reported it):
+    /// their players came, so from now on only their sockets count.
+    pub fn arrived<'a>(&mut self, robots: impl IntoIterator<Item = &'a String>) {
+        for id in robots {
+            self.unsure_until.remove(id);
+        }
+    }
+
+    /// A server's report: `robots` with a socket there, `arrived` those whose socket opened
+    /// there since its last report. Older reports from the same process (by counter) are
+    /// ignored as snapshots; the sockets they saw opened did open.
+    pub fn report(
+        &mut self,
+        origin: &str,
+        counter: u64,
+        robots: Vec<String>,
+        arrived: &[String],
+        now: Instant,
+    ) {
+        self.arrived(robots.iter().chain(arrived));
         if let Some(last) = self.reports.get(origin) {
             if counter < last.counter {
                 return;
@@ -111,7 +134,7 @@ impl Tracker {
         }
         self.reports.insert(
             origin.to_owned(),
-            Report {
+            Heard {
                 counter,
                 robots,
                 at: now,
@@ -216,11 +239,21 @@ impl Tracker {
     }
 }
 
+/// A report to send: numbered by the sender's process (see [`Tracker::report`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The robots with a socket here.
+    pub robots: Vec<String>,
+    /// The robots whose socket opened here since the last report sent (open or not now).
+    pub arrived: Vec<String>,
+}
+
 /// A non-owner's side: what it last reported, and when.
 #[derive(Default)]
 pub struct Reporter {
-    counter: u64,
     sent: Vec<String>,
+    /// Robots whose socket opened here, not yet told.
+    arrived: Vec<String>,
     /// The last report could not be sent: send one again, even an empty one.
     unsent: bool,
     /// The owner it was sent to, and when.
@@ -228,31 +261,43 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// The report to send to `owner` now, if one is due: the set changed, the owner changed,
-    /// or the last one is about to go stale (only while there is something to report).
+    /// Sockets of these robots opened here: the next report says so.
+    pub fn arrived(&mut self, robots: Vec<String>) {
+        self.arrived.extend(robots);
+        self.arrived.sort_unstable();
+        self.arrived.dedup();
+    }
+
+    /// The report to send to `owner` now, if one is due: the set changed, sockets opened, the
+    /// owner changed, or the last one is about to go stale (only while there is something to
+    /// report).
     pub fn due(
         &mut self,
         owner: &str,
         mut local: Vec<String>,
         now: Instant,
         t: &PresenceTiming,
-    ) -> Option<(u64, Vec<String>)> {
+    ) -> Option<Report> {
         local.sort_unstable();
         local.dedup();
+        // Those still open are in the snapshot.
+        self.arrived.retain(|r| !local.contains(r));
         let fresh_owner = self.to.as_ref().is_none_or(|(o, _)| o != owner);
         let stale = self
             .to
             .as_ref()
             .is_some_and(|(_, at)| *at + t.refresh <= now);
-        let changed = local != self.sent || self.unsent;
+        let changed = local != self.sent || self.unsent || !self.arrived.is_empty();
         if !(changed || (fresh_owner && !local.is_empty()) || (stale && !local.is_empty())) {
             return None;
         }
         self.unsent = false;
-        self.counter += 1;
         self.sent = local.clone();
         self.to = Some((owner.to_owned(), now));
-        Some((self.counter, local))
+        Some(Report {
+            robots: local,
+            arrived: std::mem::take(&mut self.arrived),
+        })
     }
 
     /// When the next refresh is due, if any.
@@ -263,11 +308,12 @@ impl Reporter {
         }
     }
 
-    /// The report could not be sent: the next [`Reporter::due`] sends it again, whatever
-    /// changed or not.
-    pub fn forget_owner(&mut self) {
+    /// The report could not be sent: the next [`Reporter::due`] sends one again, whatever
+    /// changed or not, with its arrivals.
+    pub fn forget_owner(&mut self, unsent: Report) {
         self.to = None;
         self.unsent = true;
+        self.arrived(unsent.arrived);
     }
 }
 
@@ -301,7 +347,7 @@ mod tests {
         let mut tracker = Tracker::taking_over(&g, start, &t);
         // Within the first expiry nobody is marked away on a new owner.
         assert!(!tracker.apply(&mut g, &[], start, &t).any());
-        tracker.report("n2/a", 1, vec!["r1".into()], start);
+        tracker.report("n2/a", 1, vec!["r1".into()], &[], start);
         let later = start + t.expiry;
         let changes = tracker.apply(&mut g, &["r0"], later - Duration::from_millis(1), &t);
         assert_eq!(changes.away, Vec::<String>::new());
@@ -309,8 +355,8 @@ mod tests {
         assert_eq!(changes.away, vec!["r1".to_string(), "r2".into()]);
         assert_eq!(connected(&g), [true, false, false]);
         // A fresh report brings r1 back; an older one from the same process is ignored.
-        tracker.report("n2/a", 3, vec!["r1".into()], later);
-        tracker.report("n2/a", 2, vec![], later);
+        tracker.report("n2/a", 3, vec!["r1".into()], &[], later);
+        tracker.report("n2/a", 2, vec![], &[], later);
         let changes = tracker.apply(&mut g, &["r0"], later, &t);
         assert_eq!(changes.back, vec!["r1".to_string()]);
         assert_eq!(tracker.next_check(&g, &t), Some(later + t.expiry));
@@ -349,7 +395,7 @@ mod tests {
         let start = Instant::now();
         let mut g = game(2);
         let mut tracker = Tracker::default();
-        tracker.report("n2/a", 1, vec!["r1".into()], start);
+        tracker.report("n2/a", 1, vec!["r1".into()], &[], start);
         tracker.apply(&mut g, &["r0"], start, &t);
         // Redis down for a minute: the report is held, nobody goes away.
         for s in 1..=60 {
@@ -376,33 +422,69 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_that_opened_ends_the_wait_for_its_player_however_soon_it_closed() {
+        let t = timing();
+        let start = Instant::now();
+        let mut g = game(4);
+        let mut tracker = Tracker::default();
+        for id in ["r1", "r2", "r3"] {
+            tracker.joined(id, start, &t);
+        }
+        // Nobody's socket seen yet: all kept connected, their players on the way.
+        assert!(!tracker.apply(&mut g, &["r0"], start, &t).any());
+        // r1's socket opened and closed here, r2's on n2, both before any snapshot listed
+        // them; r3's on n3, listed by a report that came after a newer one.
+        tracker.arrived(&["r1".to_string()]);
+        tracker.report("n2/a", 1, vec![], &["r2".into()], start);
+        tracker.report("n3/a", 2, vec![], &[], start);
+        tracker.report("n3/a", 1, vec!["r3".into()], &[], start);
+        let changes = tracker.apply(&mut g, &["r0"], start, &t);
+        assert_eq!(changes.away, ["r1", "r2", "r3"]);
+    }
+
+    #[test]
     fn reporters_send_changes_new_owners_and_refreshes_only() {
         let t = timing();
         let start = Instant::now();
         let mut r = Reporter::default();
+        let report = |robots: &[&str], arrived: &[&str]| {
+            let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+            Some(Report {
+                robots: strings(robots),
+                arrived: strings(arrived),
+            })
+        };
         assert_eq!(r.due("n1", vec![], start, &t), None);
         assert_eq!(
             r.due("n1", vec!["b".into(), "a".into(), "a".into()], start, &t),
-            Some((1, vec!["a".into(), "b".into()]))
+            report(&["a", "b"], &[])
         );
         assert_eq!(r.due("n1", vec!["a".into(), "b".into()], start, &t), None);
         assert_eq!(r.next_refresh(&t), Some(start + t.refresh));
         let due = r.due("n1", vec!["a".into(), "b".into()], start + t.refresh, &t);
-        assert_eq!(due.map(|d| d.0), Some(2));
+        assert_eq!(due, report(&["a", "b"], &[]), "a refresh");
         let due = r.due("n3", vec!["a".into(), "b".into()], start + t.refresh, &t);
-        assert_eq!(due.map(|d| d.0), Some(3), "a new owner hears at once");
-        assert_eq!(
-            r.due("n3", vec![], start + t.refresh, &t),
-            Some((4, vec![]))
-        );
+        assert_eq!(due, report(&["a", "b"], &[]), "a new owner hears at once");
+        assert_eq!(r.due("n3", vec![], start + t.refresh, &t), report(&[], &[]));
         assert_eq!(r.next_refresh(&t), None, "nothing to refresh");
         assert_eq!(r.due("n3", vec![], start + t.refresh * 5, &t), None);
-        // A report that could not be sent goes again, even an empty one.
-        r.forget_owner();
+        // A socket that opened and closed since: said, though the set is the same. One still
+        // open is in the snapshot.
+        r.arrived(vec!["e".into()]);
+        let due = r.due("n3", vec!["e".into()], start + t.refresh * 5, &t);
+        assert_eq!(due, report(&["e"], &[]));
         assert_eq!(
             r.due("n3", vec![], start + t.refresh * 5, &t),
-            Some((5, vec![]))
+            report(&[], &[])
         );
+        r.arrived(vec!["c".into(), "c".into()]);
+        let due = r.due("n3", vec![], start + t.refresh * 5, &t);
+        assert_eq!(due, report(&[], &["c"]));
+        assert_eq!(r.due("n3", vec![], start + t.refresh * 5, &t), None);
+        // A report that could not be sent goes again, even an empty one, with its arrivals.
+        r.forget_owner(report(&[], &["d"]).unwrap());
+        let due = r.due("n3", vec![], start + t.refresh * 5, &t);
+        assert_eq!(due, report(&[], &["d"]));
         assert_eq!(r.due("n3", vec![], start + t.refresh * 6, &t), None);
     }
 }

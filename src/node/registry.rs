@@ -27,6 +27,9 @@ pub(super) struct Games {
     map: Mutex<HashMap<String, GameHandle>>,
     serial: AtomicU64,
     sessions: AtomicU64,
+    /// Numbers this process's presence reports, for all its games: a game's task started
+    /// anew never numbers its reports below those the one before it sent.
+    reports: AtomicU64,
     pub(super) stopping: AtomicBool,
     /// Set just before the leases are given up: no renewal after it.
     pub(super) released: AtomicBool,
@@ -56,6 +59,11 @@ impl Shared {
         {
             map.remove(game_id);
         }
+    }
+
+    /// The number of this process's next presence report.
+    pub(super) fn next_report(&self) -> u64 {
+        self.games.reports.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Starts a game task. `first` is queued before the task runs, so the task reads it before

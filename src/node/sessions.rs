@@ -92,6 +92,11 @@ struct Local {
 /// One game's local sessions.
 pub struct Sessions {
     list: Vec<Local>,
+    /// Robots whose socket opened here, not yet taken by presence: an opening counts even
+    /// when the socket closed before presence looked at the sockets.
+    arrived: Vec<String>,
+    /// A session was let go of without its disconnect (its socket already gone).
+    dropped: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -99,11 +104,16 @@ impl Sessions {
     pub fn new(metrics: Arc<Metrics>) -> Sessions {
         Sessions {
             list: Vec::new(),
+            arrived: Vec::new(),
+            dropped: false,
             metrics,
         }
     }
 
     pub fn add(&mut self, id: SessionId, robot_id: String, sink: Box<dyn FrameSink>) {
+        if !self.arrived.contains(&robot_id) {
+            self.arrived.push(robot_id.clone());
+        }
         self.list.push(Local {
             id,
             robot_id,
@@ -114,6 +124,17 @@ impl Sessions {
 
     pub fn remove(&mut self, id: SessionId) {
         self.list.retain(|s| s.id != id);
+    }
+
+    /// The robots whose socket opened here since the last call (open or not now).
+    pub fn take_arrived(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.arrived)
+    }
+
+    /// Whether a session was dropped since the last call because its socket was gone (its
+    /// robot's presence is to be worked out again).
+    pub fn take_dropped(&mut self) -> bool {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Makes room for one more socket of `robot_id`: closes its oldest beyond the cap.
@@ -163,6 +184,7 @@ impl Sessions {
     /// caller has one; else it waits for the next).
     pub fn send_all(&mut self, frame: &ByteString, resync: Option<&ByteString>) {
         let metrics = &self.metrics;
+        let dropped = &mut self.dropped;
         self.list.retain_mut(|s| {
             let frame = if s.behind {
                 match resync.filter(|_| s.sink.has_room()) {
@@ -190,8 +212,11 @@ impl Sessions {
                     s.behind = true;
                     true
                 }
-                // The session already ended; its disconnect is on the way.
-                Err(SinkError::Closed) => false,
+                // The socket is gone (its disconnect is on the way, if it has a session task).
+                Err(SinkError::Closed) => {
+                    *dropped = true;
+                    false
+                }
             }
         });
     }

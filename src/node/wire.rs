@@ -73,6 +73,10 @@ pub enum InboxMsg {
         origin: String,
         counter: u64,
         robots: Vec<String>,
+        /// The robots whose socket opened on the sending server since its previous report,
+        /// open or closed again by now (absent from older servers' reports).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        arrived: Vec<String>,
     },
 }
 
@@ -191,6 +195,20 @@ mod tests {
         };
         let back: InboxMsg = serde_json::from_str(&msg.encode()).unwrap();
         assert_eq!(back, msg);
+        // A presence report names the sockets that opened since the last one; an older
+        // server's report, without them, reads as none.
+        let report = InboxMsg::Presence {
+            game_id: "g".into(),
+            origin: "n2/y".into(),
+            counter: 4,
+            robots: vec!["r1".into()],
+            arrived: vec!["r2".into()],
+        };
+        let back: InboxMsg = serde_json::from_str(&report.encode()).unwrap();
+        assert_eq!(back, report);
+        let old = r#"{"type":"presence","game_id":"g","origin":"n2/y","counter":4,"robots":[]}"#;
+        let back: InboxMsg = serde_json::from_str(old).unwrap();
+        assert!(matches!(back, InboxMsg::Presence { arrived, .. } if arrived.is_empty()));
         let game = Game::new(
             "g1".into(),
             GameConfig::default(),

@@ -263,3 +263,75 @@ async fn a_spectator_on_a_third_server_sees_everything_and_changes_nothing() {
     );
     let _ = ann_ws.drain(Duration::from_millis(10)).await;
 }
+
+/// Whether every screen would be right: the screens' own robots connected, each robot whose
+/// socket closed away (the newest one still listed: it cannot have been removed yet).
+fn presence_right(game: &Value, screens: &[&str], closed: &[String]) -> bool {
+    let of = |id: &str| {
+        game["robots"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["id"] == id))
+            .map(|r| r["connected"] == true)
+    };
+    screens.iter().all(|id| of(id) == Some(true))
+        && closed.iter().all(|id| of(id) != Some(true))
+        && closed.last().is_none_or(|id| of(id) == Some(false))
+}
+
+/// Sockets that close right after their `welcome` (a tab closed at once, a phone dropping the
+/// connection as it opens), 0 to 200 ms after the upgrade, with a close frame or without, on
+/// the game's owner and on the other server: a screen on each server shows every robot as it
+/// is within 2 s.
+#[actix_rt::test]
+async fn sockets_closed_as_they_open_show_away_on_every_screen_within_2_s() {
+    use futures_util::SinkExt;
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    let client = awc::Client::builder().timeout(SECS(10)).finish();
+    for round in 0..4 {
+        // A game owned by server 1, with a screen on each server.
+        let ann = one.api().create("ann", 5, 0).await;
+        let dan = two.api().join(&ann.game_id, "dan").await;
+        let mut screens = [connect(&one, &ann).await, connect(&two, &dan).await];
+        let ids = [ann.robot_id.as_str(), dan.robot_id.as_str()];
+        for screen in &mut screens {
+            screen
+                .wait_game(SECS(10), |g| presence_right(g, &ids, &[]))
+                .await;
+        }
+        let mut closed = Vec::new();
+        for i in 0..8 {
+            let (server, at) = [(&one, "owner"), (&two, "non-owner")][i % 2];
+            let eve = server.api().join(&ann.game_id, "eve").await;
+            let ms = match rand::random_range(0..3) {
+                0 => 0,
+                _ => rand::random_range(0..=200),
+            };
+            let frame = rand::random::<bool>();
+            let url = server.ws_url(&format!("/ws/{}?token={}", eve.game_id, eve.token));
+            let (_, mut socket) = client.ws(url).connect().await.expect("upgrade");
+            actix_rt::time::sleep(Duration::from_millis(ms)).await;
+            if frame {
+                let _ = socket.send(awc::ws::Message::Close(None)).await;
+            }
+            drop(socket);
+            let at_close = std::time::Instant::now();
+            closed.push(eve.robot_id.clone());
+            for (screen, on) in screens.iter_mut().zip(["server 1", "server 2"]) {
+                let deadline = at_close + SECS(2);
+                while !presence_right(&screen.game, &ids, &closed) {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() || screen.next(left).await.is_none() {
+                        break;
+                    }
+                }
+                assert!(
+                    presence_right(&screen.game, &ids, &closed),
+                    "round {round}, socket {i} (on the {at}, closed {ms} ms after the upgrade, \
+                     close frame: {frame}): wrong on {on} 2 s later: {}",
+                    screen.game
+                );
+            }
+        }
+    }
+}

@@ -27,6 +27,7 @@ impl GameTask {
                 let Some(game) = self.game.as_mut() else {
                     return;
                 };
+                self.tracker.arrived(&self.sessions.take_arrived());
                 let local = self.sessions.robots_present();
                 if !bus_up {
                     self.tracker.hold_reports(now);
@@ -68,17 +69,19 @@ impl GameTask {
                     .into_iter()
                     .map(str::to_owned)
                     .collect();
+                self.reporter.arrived(self.sessions.take_arrived());
                 let mut unsent = false;
-                if let Some((counter, robots)) = self.reporter.due(&owner, local, now, &t) {
+                if let Some(report) = self.reporter.due(&owner, local, now, &t) {
                     let msg = InboxMsg::Presence {
                         game_id: self.id.clone(),
                         origin: self.origin.instance.clone(),
-                        counter,
-                        robots,
+                        counter: self.shared.next_report(),
+                        robots: report.robots.clone(),
+                        arrived: report.arrived.clone(),
                     };
                     if !self.shared.bus.send_to(&owner, msg.encode()) {
                         // Redis is unreachable: the owner hears it again once it is back.
-                        self.reporter.forget_owner();
+                        self.reporter.forget_owner(report);
                         unsent = true;
                     }
                 }

@@ -177,3 +177,110 @@ async fn a_redis_outage_marks_nobody_away_and_hands_nothing_over() {
     assert_eq!(connected(&ann.drawn), [true, true], "{}", ann.drawn);
     assert_eq!(ann.drawn["robots"].as_array().unwrap().len(), 2);
 }
+
+fn connected_of(g: &Value, robot_id: &str) -> Option<bool> {
+    g["robots"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == robot_id)
+        .map(|r| r["connected"] == true)
+}
+
+impl Player {
+    /// Reads for up to `time` until the drawn game satisfies `pred`; whether it did.
+    async fn shows(&mut self, time: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + time;
+        while !pred(&self.drawn) && tokio::time::Instant::now() < deadline {
+            self.read(Duration::from_millis(20)).await;
+        }
+        pred(&self.drawn)
+    }
+}
+
+/// Sockets that close right after their welcome, on the owner and on another server: every
+/// screen shows their robots away within 2 s, whether the close reached the game in the same
+/// turn as the open, just after it, or up to 200 ms later.
+#[tokio::test(start_paused = true)]
+async fn a_socket_closed_right_after_its_welcome_shows_away_at_once() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let created = a.create(name("ann"), GameConfig::default()).await.unwrap();
+    let id = created.game_id.clone();
+    let dan = b.join(&id, name("dan")).await.unwrap();
+    let mut ann = seat(&a, &id, &created.robot_id).await;
+    let mut dan = seat(&b, &id, &dan).await;
+    ann.wait(|g| connected(g) == [true, true]).await;
+    for i in 0..24u64 {
+        if i % 8 == 7 {
+            // The away robots are removed from setup: room for more.
+            tokio::time::sleep(Duration::from_secs(31)).await;
+        }
+        let (server, handle) = match i % 2 {
+            0 => (&a, ann.game.clone()),
+            _ => (&b, dan.game.clone()),
+        };
+        let robot = server.join(&id, name("eve")).await.unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let session = server.new_session_id();
+        match i % 3 {
+            // The close queued right behind the open (its answer awaited by nobody yet).
+            0 => {
+                let (reply, _answer) = tokio::sync::oneshot::channel();
+                let robot_id = robot.clone();
+                let sink = Box::new(tx);
+                let open = GameMsg::Connect {
+                    session,
+                    robot_id,
+                    sink,
+                    reply,
+                };
+                handle.tx.try_send(open).unwrap();
+                handle.tx.try_send(GameMsg::Disconnect(session)).unwrap();
+            }
+            // The close right after the welcome, or up to 200 ms later.
+            _ => {
+                let (game, session) = server.connect(&id, &robot, Box::new(tx)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(i * 37 % 200)).await;
+                game.tx.send(GameMsg::Disconnect(session)).await.unwrap();
+            }
+        }
+        let away = |g: &Value| connected_of(g, &robot) == Some(false);
+        for screen in [&mut ann, &mut dan] {
+            let shown = screen.shows(Duration::from_secs(2), away).await;
+            assert!(
+                shown,
+                "socket {i}: {robot} still connected: {}",
+                screen.drawn
+            );
+        }
+    }
+}
+
+/// A server that let go of a game (its last player gone, nothing played for a minute) and
+/// holds it anew for a player coming back: the owner hears its first report at once (its
+/// number follows the ones the server sent before, whichever game task sent them).
+#[tokio::test(start_paused = true)]
+async fn a_player_back_on_a_server_that_let_go_of_the_game_shows_connected_at_once() {
+    let cluster = LocalCluster::new();
+    let (a, b) = (node(&cluster, "a"), node(&cluster, "b"));
+    let created = a.create(name("ann"), GameConfig::default()).await.unwrap();
+    let id = created.game_id.clone();
+    let bob = b.join(&id, name("bob")).await.unwrap();
+    let mut ann = seat(&a, &id, &created.robot_id).await;
+    let bob_ws = seat(&b, &id, &bob).await;
+    ann.wait(|g| connected(g) == [true, true]).await;
+    // A minute on, without a command: b's reports go on, and b keeps the game while bob is
+    // there; once he is gone, b lets go of it.
+    ann.read(Duration::from_secs(61)).await;
+    bob_ws.close().await;
+    ann.wait(|g| connected(g) == [true, false]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.stats().replicas, 0, "b still holds the game");
+    let _bob_ws = seat(&b, &id, &bob).await;
+    let back = |g: &Value| connected(g) == [true, true];
+    assert!(
+        ann.shows(Duration::from_secs(2), back).await,
+        "{}",
+        ann.drawn
+    );
+}
