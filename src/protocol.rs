@@ -116,6 +116,23 @@ pub fn spectator_frames(game_json: &str) -> (ByteString, ByteString) {
     (ByteString::from(update), ByteString::from(welcome))
 }
 
+/// `rate_limited`, with how many of the player's messages were dropped since the last such
+/// answer (`"dropped":N`): a player whose presses were read in a burst (a server that paused)
+/// knows how many counted.
+pub fn rate_limited_frame(what: &str, dropped: u32) -> ByteString {
+    crate::measure::ERRORS.count(crate::measure::Via::Ws, "rate_limited");
+    let message = format!("Too many {what}: slow down ({dropped} dropped)");
+    ByteString::from(
+        serde_json::json!({
+            "type": "error",
+            "error": "rate_limited",
+            "message": message,
+            "dropped": dropped,
+        })
+        .to_string(),
+    )
+}
+
 pub fn error_frame(code: &str, message: &str) -> ByteString {
     crate::measure::ERRORS.count(crate::measure::Via::Ws, code);
     ServerMsg::Error {

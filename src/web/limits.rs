@@ -91,6 +91,11 @@ impl FrameBudget {
         }
     }
 
+    /// Not flooding: the budget refilled to half since frames were last dropped.
+    pub fn calm(&self) -> bool {
+        self.over_since.is_none()
+    }
+
     pub fn check(&mut self, now: Instant) -> Verdict {
         let Some(bucket) = &mut self.bucket else {
             return Verdict::Take;

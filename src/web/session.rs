@@ -26,7 +26,7 @@ use super::limits::{self, Bucket, FrameBudget, Verdict};
 use super::socket::{ConnSocket, Link, Signal};
 use crate::node::Watcher;
 use crate::node::{CloseWhy, Cue, Curtain, GameHandle, GameMsg, Metrics, NodeError, SessionId};
-use crate::protocol::{error_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
+use crate::protocol::{error_frame, rate_limited_frame, ClientMsg, ServerMsg, MAX_CLIENT_FRAME};
 
 /// How long a session told to go waits for the browser to close, still taking its presses.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -88,6 +88,9 @@ struct Reader {
     budget: FrameBudget,
     presses: Bucket,
     told_rate_limited: bool,
+    /// Presses, and frames over the budget, dropped since the last `rate_limited` answer.
+    presses_untold: u32,
+    frames_untold: u32,
     bad_frames: u32,
 }
 
@@ -95,12 +98,13 @@ impl Reader {
     fn read(&mut self, msg: AggregatedMessage, now: Instant) -> Next {
         match self.budget.check(now) {
             Verdict::Take => {}
-            Verdict::Drop => return Next::Go,
+            Verdict::Drop => {
+                self.frames_untold += 1;
+                return Next::Go;
+            }
             Verdict::DropAndTell => {
-                return Next::Answer(error_frame(
-                    "rate_limited",
-                    "Too many messages: slow down (extra messages are dropped)",
-                ))
+                let dropped = std::mem::take(&mut self.frames_untold) + 1;
+                return Next::Answer(rate_limited_frame("messages", dropped));
             }
             Verdict::Close => {
                 return Next::End(Ending::Close(reason(
@@ -109,6 +113,24 @@ impl Reader {
                 )))
             }
         }
+        // Frames dropped since the last answer, told once the flood is over (the budget
+        // refilled to half: at most one answer a second).
+        if self.frames_untold > 0 && self.budget.calm() {
+            let dropped = std::mem::take(&mut self.frames_untold);
+            let then = self.read_taken(msg, now);
+            return match then {
+                Next::Go => Next::Answer(rate_limited_frame("messages", dropped)),
+                other => {
+                    self.frames_untold = dropped;
+                    other
+                }
+            };
+        }
+        self.read_taken(msg, now)
+    }
+
+    /// A frame within the budget.
+    fn read_taken(&mut self, msg: AggregatedMessage, now: Instant) -> Next {
         match msg {
             AggregatedMessage::Text(text) => self.command(&text, now),
             AggregatedMessage::Binary(bytes) => self.bad(bytes.len()),
@@ -132,15 +154,21 @@ impl Reader {
             ));
         }
         if msg == ClientMsg::ScorePoint && !self.presses.allow(now) {
-            // Say it once per burst, not once per dropped press.
+            // Said at the first press dropped of a burst, and how many more were dropped once
+            // a press goes through again: never once per dropped press.
             return if std::mem::replace(&mut self.told_rate_limited, true) {
+                self.presses_untold += 1;
                 Next::Go
             } else {
-                Next::Answer(error_frame("rate_limited", "Too many presses: slow down"))
+                Next::Answer(rate_limited_frame("presses", 1))
             };
         }
         self.told_rate_limited = false;
         match self.game.tx.try_send(GameMsg::Client(self.id, msg, now)) {
+            Ok(()) if self.presses_untold > 0 => {
+                let dropped = std::mem::take(&mut self.presses_untold);
+                Next::Answer(rate_limited_frame("presses", dropped))
+            }
             Ok(()) => Next::Go,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +257,8 @@ pub async fn run(ctx: SessionCtx, mut stream: AggregatedMessageStream, mut sessi
         budget: FrameBudget::new(frame_rate, now),
         presses: limits::presses(now),
         told_rate_limited: false,
+        presses_untold: 0,
+        frames_untold: 0,
         bad_frames: 0,
     };
     // Each socket's pings at its own phase: thousands of sockets opened in the same few

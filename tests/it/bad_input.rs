@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -249,6 +249,40 @@ async fn presses_over_thirty_a_second_are_rate_limited() {
         score >= 30 && score <= allowed,
         "score {score}, allowed {allowed}"
     );
+}
+
+/// Presses read in a burst (as from a server that paused while its players kept pressing):
+/// the `rate_limited` answers say how many were dropped, so every press is accounted for:
+/// applied, or counted in an answer.
+#[actix_rt::test]
+async fn rate_limited_answers_say_how_many_presses_were_dropped() {
+    let server = Server::start(&[]);
+    let api = server.api();
+    let ann = api.create("ann", 1000, 0).await;
+    let bob = api.join(&ann.game_id, "bob").await;
+    let mut admin = connect(&server, &ann).await;
+    let _guest = connect(&server, &bob).await;
+    admin.send(json!({"type": "start_countdown"})).await;
+    admin.wait_game(SECS(5), |g| state(g) == "playing").await;
+    for _ in 0..60 {
+        admin.press().await;
+    }
+    admin.drain(Duration::from_millis(1200)).await;
+    // One more press, once the bucket has refilled: it goes through, and the answer counts
+    // the rest of the burst.
+    admin.press().await;
+    admin.drain(Duration::from_millis(800)).await;
+    let score = api.game(&ann.game_id).await["robots"][0]["score"]
+        .as_u64()
+        .unwrap();
+    let answers: Vec<&Value> = admin
+        .errors
+        .iter()
+        .filter(|e| e["error"] == "rate_limited")
+        .collect();
+    let dropped: u64 = answers.iter().map(|e| e["dropped"].as_u64().unwrap()).sum();
+    assert!(answers.len() >= 2 && dropped > 0, "{answers:?}");
+    assert_eq!(score + dropped, 61, "score {score}, answers {answers:?}");
 }
 
 /// A client that completes the upgrade and then never reads is dropped; the game goes on.
