@@ -223,16 +223,23 @@ async fn starting_alone_is_not_enough_players() {
     assert_eq!(state(&api.game(&ann.game_id).await), "setup");
 }
 
+/// Ann (the admin) and bob on `server`, racing to 1000: ann's joining and both sockets.
+async fn racing_pair(server: &Server) -> (Joined, Player, Player) {
+    let api = server.api();
+    let ann = api.create("ann", 1000, 0).await;
+    let bob = api.join(&ann.game_id, "bob").await;
+    let mut admin = connect(server, &ann).await;
+    let guest = connect(server, &bob).await;
+    admin.send(json!({"type": "start_countdown"})).await;
+    admin.wait_game(SECS(5), |g| state(g) == "playing").await;
+    (ann, admin, guest)
+}
+
 #[actix_rt::test]
 async fn presses_over_thirty_a_second_are_rate_limited() {
     let server = Server::start(&[]);
     let api = server.api();
-    let ann = api.create("ann", 1000, 0).await;
-    let bob = api.join(&ann.game_id, "bob").await;
-    let mut admin = connect(&server, &ann).await;
-    let _guest = connect(&server, &bob).await;
-    admin.send(json!({"type": "start_countdown"})).await;
-    admin.wait_game(SECS(5), |g| state(g) == "playing").await;
+    let (ann, mut admin, _guest) = racing_pair(&server).await;
     let started = Instant::now();
     for _ in 0..200 {
         admin.press().await;
@@ -258,12 +265,7 @@ async fn presses_over_thirty_a_second_are_rate_limited() {
 async fn rate_limited_answers_say_how_many_presses_were_dropped() {
     let server = Server::start(&[]);
     let api = server.api();
-    let ann = api.create("ann", 1000, 0).await;
-    let bob = api.join(&ann.game_id, "bob").await;
-    let mut admin = connect(&server, &ann).await;
-    let _guest = connect(&server, &bob).await;
-    admin.send(json!({"type": "start_countdown"})).await;
-    admin.wait_game(SECS(5), |g| state(g) == "playing").await;
+    let (ann, mut admin, _guest) = racing_pair(&server).await;
     for _ in 0..60 {
         admin.press().await;
     }

@@ -356,11 +356,17 @@ async fn health_metrics_and_stats() {
     let mut ann_ws = connect(&server, &ann).await;
     let (status, health) = api.get_json("/health").await;
     assert_eq!(status, 200);
+    let mut health = health;
+    let settings = health.as_object_mut().unwrap().remove("settings").unwrap();
     assert_eq!(
         health,
         json!({"status":"ok","mode":"single","redis":"disabled","node_id":"solo-1",
                "connections":1,"games":1})
     );
+    // The settings in force, defaults here (environment.rs reads them as operators set them).
+    assert_eq!(settings["ws_frame_rate"], 40);
+    assert_eq!(settings["trust_proxy"], false);
+    assert_eq!(settings["secret"], "shared or random");
     api.create("bob", 5, 0).await;
     let (_, stats) = api.get_json("/_stats").await;
     assert_eq!(stats["games_created"], 2);
