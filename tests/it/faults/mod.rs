@@ -11,6 +11,7 @@
 //! [`pubsub_liveness`] (one server's pub/sub connection silently dropped).
 
 mod judge;
+mod nemesis;
 mod owner;
 mod owner_lost;
 mod pubsub_liveness;

@@ -43,6 +43,9 @@ pub struct RacingPlayer {
     pub sent: u64,
     /// Error messages received, by code.
     pub errors: BTreeMap<String, u64>,
+    /// What the `rate_limited` answers said they stood for, added up: one answer may tell of
+    /// several dropped (its `dropped`), where `errors` counts it once.
+    pub rate_limited_dropped: u64,
     /// Successful connections (the first one included).
     pub connects: u32,
     /// Connects, closes and errors, with the time since the player was made (for reports).
@@ -68,6 +71,7 @@ impl RacingPlayer {
             seen: Vec::new(),
             sent: 0,
             errors: BTreeMap::new(),
+            rate_limited_dropped: 0,
             connects: 0,
             events: Vec::new(),
             born: Instant::now(),
@@ -285,6 +289,9 @@ impl RacingPlayer {
             Some("error") => {
                 let code = msg["error"].as_str().unwrap_or("?").to_owned();
                 *self.errors.entry(code.clone()).or_default() += 1;
+                if code == "rate_limited" {
+                    self.rate_limited_dropped += msg["dropped"].as_u64().unwrap_or(1);
+                }
                 if ["unavailable", "rate_limited", "overloaded"].contains(&code.as_str()) {
                     self.answered();
                 }
