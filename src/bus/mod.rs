@@ -129,9 +129,30 @@ pub enum Claim {
     Gone,
     /// The game ended: its tombstone stands, and no copy of it may be restored.
     Ended,
+    /// Redis lost the game, and the copies servers offer are being weighed: ours is not the
+    /// one restored (a newer one was offered), or the window is still open. Ask again after
+    /// [`RESTORE_WINDOW`].
+    Restoring,
     /// Redis could not be asked.
     Failed,
 }
+
+/// What a claim may create when Redis has no state for the game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// A game just created here: nobody else has it, so it is stored at once.
+    New(String),
+    /// This server's copy of a game Redis lost, and its version. Every server holding a copy
+    /// offers it; the newest offered within [`RESTORE_WINDOW`] of the first offer is restored
+    /// (the first offered among equals), under an epoch above every offer's floor, so that a
+    /// server that was cut off while Redis lost the game cannot bring back its older copy
+    /// over the one the latest owner holds.
+    Copy { json: String, version: u64 },
+}
+
+/// How long the copies of a game Redis lost are collected before the newest is restored: a
+/// few reconnect attempts of every server whose connection broke when Redis did.
+pub const RESTORE_WINDOW: Duration = Duration::from_millis(300);
 
 /// The answer to a lease renewal, per game.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,9 +236,15 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Who owns the game? Takes it when nobody alive does, under an epoch at least `floor`
     /// (above the epoch of every version the claimant knows). A missing game is created from
-    /// `fallback` when one is given (a new game, or a copy of one Redis lost); an ended one
-    /// never is.
-    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim>;
+    /// `fallback` when one is given (a new game at once; a copy of one Redis lost once the
+    /// copies are weighed, see [`Fallback::Copy`]); an ended one never is.
+    fn claim(&self, game_id: &str, fallback: Option<Fallback>, floor: u64) -> BoxFuture<'_, Claim>;
+
+    /// Hands a game we own under `fence` to server `to`: its lease becomes `to`'s, so that
+    /// `to`'s claim (told by a message to its inbox) takes it at once under a new epoch. True
+    /// when done; false when the game is not ours under `fence` any more, or Redis could not
+    /// be asked.
+    fn hand_over(&self, game_id: &str, to: &str, fence: Fence) -> BoxFuture<'_, bool>;
 
     /// The stored JSON of a game, if any.
     fn load(&self, game_id: &str) -> BoxFuture<'_, Result<Option<String>, BusDown>>;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::local::{LocalBus, LocalCluster};
-use super::{Bus, BusEvents, Claim, Fence, Save, SaveResult};
+use super::{Bus, BusEvents, Claim, Fallback, Fence, Save, SaveResult, RESTORE_WINDOW};
 
 const LEASE: Duration = Duration::from_secs(1);
 
@@ -39,11 +39,30 @@ fn save(fence: Fence, version: u64, text: &str) -> Save {
     }
 }
 
-async fn claimed(bus: &LocalBus, copy: Option<&str>, floor: u64) -> Fence {
-    match bus.claim("g", copy.map(str::to_owned), floor).await {
+async fn claimed(bus: &LocalBus, new: Option<&str>, floor: u64) -> Fence {
+    match bus
+        .claim("g", new.map(|j| Fallback::New(j.into())), floor)
+        .await
+    {
         Claim::Claimed { fence, .. } => fence,
         other => panic!("not claimed: {other:?}"),
     }
+}
+
+/// Offers a copy of a lost game (version `version`) until the claim is settled.
+async fn offer(bus: &LocalBus, json: &str, version: u64) -> Claim {
+    let floor = version / 1_000_000_000 + 1;
+    for _ in 0..20 {
+        let copy = Fallback::Copy {
+            json: json.into(),
+            version,
+        };
+        match bus.claim("g", Some(copy), floor).await {
+            Claim::Restoring => tokio::time::sleep(RESTORE_WINDOW / 3).await,
+            settled => return settled,
+        }
+    }
+    panic!("a restore never settled");
 }
 
 /// Waits for the bus's `n`th answer (they come on a task of their own, as Redis's would).
@@ -68,7 +87,9 @@ async fn a_claim_redis_forgot_cannot_write_over_the_one_that_restored_the_game()
     cluster.cut("a", true);
     cluster.down();
     cluster.back(true);
-    let second = claimed(&b, Some("b's copy"), 1).await;
+    let Claim::Claimed { fence: second, .. } = offer(&b, "b's copy", 7).await else {
+        panic!("not restored");
+    };
     assert_eq!(second.epoch, 1, "the same epoch number, given again");
     assert_ne!(second, first);
     // `a` is back, and a save it queued under its old claim goes through: refused.
@@ -78,6 +99,25 @@ async fn a_claim_redis_forgot_cannot_write_over_the_one_that_restored_the_game()
         answer(&heard_a, 1).await,
         (1_000_000_007, SaveResult::Fenced)
     );
+    assert_eq!(cluster.stored("g").as_deref(), Some("b's copy"));
+}
+
+/// Redis lost the game while `a` was cut off: `a` (its copy older) offers first, `b` (the
+/// latest owner) a moment later: `b`'s copy is restored, under an epoch above both.
+#[tokio::test(start_paused = true)]
+async fn a_lost_game_is_restored_from_the_newest_copy_offered() {
+    let cluster = LocalCluster::new();
+    let ((a, _), (b, _)) = (server(&cluster, "a"), server(&cluster, "b"));
+    cluster.down();
+    cluster.back(true);
+    let first = tokio::spawn(async move { offer(&a, "a's older copy", 1_000_000_005).await });
+    tokio::time::sleep(RESTORE_WINDOW / 2).await;
+    let newest = offer(&b, "b's copy", 2_000_000_009).await;
+    assert!(
+        matches!(newest, Claim::Claimed { ref stored, fence } if stored == "b's copy" && fence.epoch == 3),
+        "{newest:?}"
+    );
+    assert_eq!(first.await.unwrap(), Claim::OwnedBy("b".into()));
     assert_eq!(cluster.stored("g").as_deref(), Some("b's copy"));
 }
 
@@ -111,6 +151,6 @@ async fn an_ended_game_is_never_restored_from_a_copy() {
     a.terminate("g", "terminated".to_owned(), fence);
     assert_eq!(cluster.stored("g"), None);
     // `c` missed the end, finds the game missing and offers its copy.
-    assert_eq!(c.claim("g", Some("c's copy".into()), 1).await, Claim::Ended);
+    assert_eq!(offer(&c, "c's copy", 1_000_000_002).await, Claim::Ended);
     assert_eq!(cluster.stored("g"), None);
 }

@@ -81,6 +81,11 @@ pub enum GameMsg {
         sent_at: Instant,
     },
     Loaded(Result<Option<String>, crate::bus::BusDown>),
+    /// The bus handed the game to `to` (`done`), or could not.
+    HandedOver {
+        to: String,
+        done: bool,
+    },
     Renewed {
         sent_at: Instant,
         renewal: Renewal,
@@ -176,6 +181,10 @@ pub struct GameTask {
     next_tick: Option<Instant>,
     last_action: Instant,
     retry_at: Option<Instant>,
+    /// Where the players are: the game moves to them.
+    mover: moving::Mover,
+    /// Our copy was offered to restore a game Redis lost: the retry offers it again.
+    restoring: bool,
     missing_since: Option<Instant>,
     draining: Option<(oneshot::Sender<()>, Instant)>,
     stopping: Option<(oneshot::Sender<bool>, Instant, bool)>,
@@ -235,6 +244,8 @@ impl GameTask {
             next_tick: None,
             last_action: Instant::now(),
             retry_at: None,
+            mover: Default::default(),
+            restoring: false,
             missing_since: None,
             draining: None,
             stopping: None,
@@ -440,6 +451,7 @@ impl GameTask {
             GameMsg::Saved { version, result } => self.saved(version, result),
             GameMsg::Claimed { claim, sent_at } => self.claimed(claim, sent_at),
             GameMsg::Loaded(result) => self.loaded(result),
+            GameMsg::HandedOver { to, done } => self.handed_over(to, done),
             GameMsg::Renewed { sent_at, renewal } => {
                 let (role, actions) = role::on_renewed(&self.role, renewal, sent_at, self.ctx());
                 self.set_role(role);
@@ -475,24 +487,9 @@ impl GameTask {
     }
 }
 
-impl GameTask {
-    /// Shutdown: an owner first applies every command that reached it (confirming its lease
-    /// if it must), then stops applying; what it applied is committed before it lets go.
-    fn stop_when_settled(&mut self) {
-        match &self.role {
-            Role::Owner(o) if o.confirming => {} // again when the lease is answered
-            Role::Owner(_) => {
-                self.apply_waiting();
-                let (role, _) = role::on_stop(&self.role);
-                self.set_role(role);
-            }
-            _ => {}
-        }
-    }
-}
-
 mod commands;
 mod commit;
+mod moving;
 mod ownership;
 mod presence;
 mod timers;

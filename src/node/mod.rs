@@ -108,6 +108,12 @@ pub struct Metrics {
     pub relayed_in: AtomicU64,
     /// Commands sent to the owning server (resends included).
     pub forwarded_out: AtomicU64,
+    /// Games this server handed to the server holding more of their players.
+    pub moves: AtomicU64,
+    /// Presses this server applied as a game's owner: its own players' ...
+    pub applied_here: AtomicU64,
+    /// ... and those forwarded by other servers.
+    pub applied_forwarded: AtomicU64,
     /// Presses answered `overloaded`: the game's queue was full, or the press waited in it
     /// longer than [`OVERLOAD_AGE`].
     pub overloaded: AtomicU64,

@@ -149,8 +149,10 @@ pub fn on_claim(role: &Role, claim: &Claim, sent_at: Instant, ctx: Ctx) -> Next 
             },
             vec![Action::Resend],
         ),
-        // Gone, Ended or Failed: not settled; the game task decides (end it, wait, try again).
-        Claim::Gone | Claim::Ended | Claim::Failed => (Role::Resolving { claiming: false }, vec![]),
+        // Gone, Ended, Restoring or Failed: not settled; the game task decides (end it, wait, try again).
+        Claim::Gone | Claim::Ended | Claim::Restoring | Claim::Failed => {
+            (Role::Resolving { claiming: false }, vec![])
+        }
     }
 }
 

@@ -78,6 +78,8 @@ pub enum InboxMsg {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         arrived: Vec<String>,
     },
+    /// The owner handed the game to this server (its lease is ours now): claim it.
+    Take { game_id: String, from: String },
 }
 
 impl InboxMsg {
@@ -86,7 +88,8 @@ impl InboxMsg {
             InboxMsg::Command { game_id, .. }
             | InboxMsg::CommandError { game_id, .. }
             | InboxMsg::Redirect { game_id, .. }
-            | InboxMsg::Presence { game_id, .. } => game_id,
+            | InboxMsg::Presence { game_id, .. }
+            | InboxMsg::Take { game_id, .. } => game_id,
         }
     }
 

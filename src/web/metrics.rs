@@ -116,6 +116,21 @@ impl Figures {
             "Player commands sent to the owning server (resends included).",
             m.forwarded_out.load(Relaxed),
         );
+        f.counter(
+            "game_moves",
+            "Games this server handed to the server holding more of their players (ownership follows the players).",
+            m.moves.load(Relaxed),
+        );
+        f.counter(
+            "presses_applied_here",
+            "Presses this server applied as their game's owner that its own players sent.",
+            m.applied_here.load(Relaxed),
+        );
+        f.counter(
+            "presses_applied_forwarded",
+            "Presses this server applied as their game's owner that other servers forwarded.",
+            m.applied_forwarded.load(Relaxed),
+        );
         f.counter("overloaded", "Presses answered `overloaded`: their game's queue was full or they waited in it over 250 ms.", m.overloaded.load(Relaxed));
         f.counter(
             "save_failures",

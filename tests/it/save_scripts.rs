@@ -149,6 +149,79 @@ fn a_save_stores_the_owners_whole_game_and_is_fenced() {
     assert!(sub.get_message().is_err(), "a late save was published");
 }
 
+type Conn = redis::Connection;
+const RESTORE: &str = "game_restore:g1";
+const WINDOW: Duration = Duration::from_millis(300);
+
+/// CLAIM as the bus calls it: (node, fallback JSON, copy version or "" for a new game).
+fn claim_with(
+    scripts: &Scripts,
+    (node, fallback, version): (&str, &str, &str),
+    floor: u64,
+    token: &str,
+    conn: &mut Conn,
+) -> (u8, String, u64) {
+    scripts
+        .claim
+        .key(OWNER)
+        .key(STATE)
+        .key(EPOCH)
+        .key(RESTORE)
+        .arg(node)
+        .arg(60_000)
+        .arg(fallback)
+        .arg(STATE_TTL_SECS)
+        .arg("")
+        .arg(floor)
+        .arg(token)
+        .arg(version)
+        .arg(WINDOW.as_millis() as u64)
+        .invoke(conn)
+        .unwrap()
+}
+
+/// Redis lost a game; a server cut off meanwhile offers its older copy first, the latest
+/// owner its newer one a moment later: the newer one is restored, under an epoch above both,
+/// once the window since the first offer has passed; the older one's server finds it owned.
+#[test]
+fn a_lost_game_is_restored_from_the_newest_copy_offered() {
+    let redis = Redis::start();
+    let mut conn = redis.client().get_connection().unwrap();
+    let scripts = Scripts::new(Names { tagged: false });
+    let (old, new) = (r#"{"v":"old"}"#, r#"{"v":"new"}"#);
+    let offer = |node: &str, json: &str, version: u64, conn: &mut Conn| {
+        let floor = version / 1_000_000_000 + 1;
+        let token = format!("{node}{version}");
+        claim_with(
+            &scripts,
+            (node, json, &version.to_string()),
+            floor,
+            &token,
+            conn,
+        )
+    };
+    let cut_off = (1_000_000_005, 2_000_000_009);
+    assert_eq!(offer("a", old, cut_off.0, &mut conn), (4, "a".into(), 0));
+    assert_eq!(offer("b", new, cut_off.1, &mut conn), (4, "b".into(), 0));
+    assert_eq!(offer("a", old, cut_off.0, &mut conn), (4, "b".into(), 0));
+    assert_eq!(
+        get(&mut conn, STATE),
+        None,
+        "restored before the window passed"
+    );
+    std::thread::sleep(WINDOW);
+    assert_eq!(offer("a", old, cut_off.0, &mut conn), (4, "b".into(), 0));
+    assert_eq!(offer("b", new, cut_off.1, &mut conn), (1, new.into(), 3));
+    assert_eq!(get(&mut conn, STATE).as_deref(), Some(new));
+    assert_eq!(get(&mut conn, RESTORE), None);
+    assert_eq!(offer("a", old, cut_off.0, &mut conn), (2, "b".into(), 0));
+    // The offers of a game are kept ten windows from the first: a best offerer that died
+    // does not hold the game up.
+    redis::cmd("FLUSHALL").exec(&mut conn).unwrap();
+    assert_eq!(offer("b", new, cut_off.1, &mut conn).0, 4);
+    assert!(pttl(&mut conn, RESTORE) <= 10 * WINDOW.as_millis() as i64);
+}
+
 /// A claim takes an epoch above the one Redis holds and at least the claimant's floor, with
 /// its own token; an ended game's tombstone refuses every claim, also one offering a copy, and
 /// every save.
@@ -158,24 +231,9 @@ fn a_claim_takes_a_fence_of_its_own_and_an_ended_game_stays_ended() {
     let mut conn = redis.client().get_connection().unwrap();
     let scripts = Scripts::new(Names { tagged: false });
     let json = adversarial_game().stored_json();
-    let claim =
-        |node: &str, fallback: &str, floor: u64, token: &str, conn: &mut redis::Connection| {
-            let answer: (u8, String, u64) = scripts
-                .claim
-                .key(OWNER)
-                .key(STATE)
-                .key(EPOCH)
-                .arg(node)
-                .arg(60_000)
-                .arg(fallback)
-                .arg(STATE_TTL_SECS)
-                .arg("")
-                .arg(floor)
-                .arg(token)
-                .invoke(conn)
-                .unwrap();
-            answer
-        };
+    let claim = |node: &str, fallback: &str, floor: u64, token: &str, conn: &mut Conn| {
+        claim_with(&scripts, (node, fallback, ""), floor, token, conn)
+    };
     assert_eq!(claim("n1", "", 1, "aa", &mut conn).0, 0, "no such game");
     assert_eq!(claim("n1", &json, 1, "aa", &mut conn), (1, json.clone(), 1));
     assert_eq!(get(&mut conn, EPOCH).as_deref(), Some("1:aa 0"));

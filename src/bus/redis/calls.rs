@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::scripts::{CREATED_KEY, STATE_TTL_SECS};
 use super::{lock, writer, RedisBus, Target, REDIS_TIMEOUT};
 use crate::bus::{
-    BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fence, PubSubCounts, Renewal, Save,
-    SaveOutcome, Topology,
+    BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fallback, Fence, PubSubCounts, Renewal,
+    Save, SaveOutcome, Topology,
 };
 
 impl Bus for RedisBus {
@@ -69,20 +69,30 @@ impl Bus for RedisBus {
         true
     }
 
-    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim> {
+    fn claim(&self, game_id: &str, fallback: Option<Fallback>, floor: u64) -> BoxFuture<'_, Claim> {
         let game_id = game_id.to_owned();
         Box::pin(async move {
             let inner = &self.inner;
             let Some(mut conn) = inner.conn() else {
                 return Claim::Failed;
             };
-            let fallback = fallback.unwrap_or_default();
+            let (fallback, version) = match fallback {
+                None => (String::new(), String::new()),
+                Some(Fallback::New(json)) => (json, String::new()),
+                Some(Fallback::Copy { json, version }) => (json, version.to_string()),
+            };
             let mut dead = String::new();
             let token: u64 = rand::random();
             // At most twice: once, and once more taking over an owner found dead.
             for _ in 0..2 {
                 let answer = inner
-                    .claim_once(&mut conn, &game_id, &fallback, &dead, (floor, token))
+                    .claim_once(
+                        &mut conn,
+                        &game_id,
+                        (&fallback, &version),
+                        &dead,
+                        (floor, token),
+                    )
                     .await;
                 match answer {
                     Ok((1, stored, epoch)) => {
@@ -111,6 +121,7 @@ impl Bus for RedisBus {
                     }
                     Ok((2, owner, _)) => return Claim::OwnedBy(owner),
                     Ok((3, _, _)) => return Claim::Ended,
+                    Ok((4, _, _)) => return Claim::Restoring,
                     Ok(_) => return Claim::Gone,
                     Err(e) => {
                         inner.failed("claim", &e);
@@ -119,6 +130,35 @@ impl Bus for RedisBus {
                 }
             }
             Claim::Failed
+        })
+    }
+
+    fn hand_over(&self, game_id: &str, to: &str, fence: Fence) -> BoxFuture<'_, bool> {
+        let (game_id, to) = (game_id.to_owned(), to.to_owned());
+        Box::pin(async move {
+            let inner = &self.inner;
+            let Some(mut conn) = inner.conn() else {
+                return false;
+            };
+            inner.sent(1);
+            let done: RedisResult<u8> = inner
+                .scripts
+                .hand_over
+                .key(inner.names.owner(&game_id))
+                .key(inner.names.epoch(&game_id))
+                .arg(inner.node_id())
+                .arg(fence.wire())
+                .arg(&to)
+                .arg(inner.lease_ms())
+                .invoke_async(&mut conn)
+                .await;
+            match done {
+                Ok(done) => done == 1,
+                Err(e) => {
+                    inner.failed("hand-over", &e);
+                    false
+                }
+            }
         })
     }
 

@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use self::cluster::ClusterNodes;
 use self::sentinel::Sentinels;
 use self::writer::{Outbox, Writes};
-use super::BusEvents;
+use super::{BusEvents, RESTORE_WINDOW};
 use crate::token::Tokens;
 
 /// Time allowed for connecting, and for any one Redis reply.
@@ -224,7 +224,7 @@ impl Inner {
         &self,
         conn: &mut Conn,
         game_id: &str,
-        fallback: &str,
+        (fallback, version): (&str, &str),
         dead_owner: &str,
         (floor, token): (u64, u64),
     ) -> RedisResult<(u8, String, u64)> {
@@ -234,6 +234,7 @@ impl Inner {
             .key(self.names.owner(game_id))
             .key(self.names.state(game_id))
             .key(self.names.epoch(game_id))
+            .key(self.names.restore(game_id))
             .arg(self.node_id())
             .arg(self.lease_ms())
             .arg(fallback)
@@ -241,6 +242,8 @@ impl Inner {
             .arg(dead_owner)
             .arg(floor.max(1))
             .arg(format!("{token:016x}"))
+            .arg(version)
+            .arg(RESTORE_WINDOW.as_millis() as u64)
             .invoke_async(conn)
             .await
     }

@@ -6,13 +6,14 @@
 //! | `game:<id>` (channel) | every committed change, and the end of the game |
 //! | `game_owner:<id>` | the owning server's node id: a lease it renews |
 //! | `game_epoch:<id>` | the game's claim, `<epoch>:<token> <version saved last>`: every claim takes a new one, every write checks it; `ended` once the game ended (a tombstone) |
+//! | `game_restore:<id>` | while Redis lost a game: the best copy servers offered, and since when (see [`CLAIM`]) |
 //! | `node:<node_id>` (channel) | that server's inbox: forwarded commands, errors, redirects |
 //! | `node_alive:<node_id>` | that server's heartbeat, with a short TTL it renews |
 //! | `robot_race:secret` | the shared secret that signs player tokens (unless `-secret` is set) |
 //! | `robot_race:games_created` | the counter behind `/_stats` |
 //!
 //! On a Redis Cluster ([`Names::tagged`]) the ids carry hash tags, `game_state:{<id>}`,
-//! `game_owner:{<id>}`, `game_epoch:{<id>}`, `game:{<id>}`, `node:{<node_id>}`, `node_alive:{<node_id>}`, so that a
+//! `game_owner:{<id>}`, `game_epoch:{<id>}`, `game_restore:{<id>}`, `game:{<id>}`, `node:{<node_id>}`, `node_alive:{<node_id>}`, so that a
 //! game's keys and channel share one slot (every script below touches one slot only), and the
 //! channels are shard channels (`SPUBLISH`, `SSUBSCRIBE`). A claim's liveness check of another
 //! server (`node_alive:`, another slot) is read before the script and passed in (`CLAIM`'s
@@ -62,6 +63,9 @@ impl Names {
     }
     pub fn epoch(self, game_id: &str) -> String {
         self.name("game_epoch:", game_id)
+    }
+    pub fn restore(self, game_id: &str) -> String {
+        self.name("game_restore:", game_id)
     }
     pub fn game_channel(self, game_id: &str) -> String {
         self.name("game:", game_id)
@@ -167,31 +171,69 @@ return 0";
 
 /// Take a game unless a live server owns it or it ended. ARGV[5] names an owner found dead
 /// (its heartbeat is gone), whose lease may be taken over. A missing state is created from
-/// ARGV[3] when one is given. The claim takes an epoch above the one Redis holds and at least
-/// ARGV[6] (the claimant's floor: above every version it knows, so a claim made after Redis
-/// forgot the game still numbers its versions above what screens were shown), and the
-/// claimant's random token ARGV[7]; `game_epoch:<id>` becomes `<epoch>:<token> 0`.
+/// ARGV[3] when one is given: at once for a new game (ARGV[8] empty), else (a copy Redis lost,
+/// ARGV[8] its version) only once the copies are weighed: every claimant's offer goes to
+/// `game_restore:<id>` (`<best version> <its node> <first offer, ms> <highest floor>`), and
+/// the best one's node takes the game once ARGV[9] ms passed since the first offer; the
+/// others are told {4, best node, 0} and ask again. The key lives ten windows from the first
+/// offer, so a best offerer that died does not hold the game up. The claim takes an epoch above
+/// the one Redis holds and at least ARGV[6] (the claimant's floor: above every version it
+/// knows, so a claim made after Redis forgot the game still numbers its versions above what
+/// screens were shown; a restore takes the highest floor offered), and the claimant's random
+/// token ARGV[7]; `game_epoch:<id>` becomes `<epoch>:<token> 0`.
 /// Returns {0, '', 0} no such game, {1, state, epoch} ours now, {2, owner, 0} owned, {3, '',
-/// 0} ended.
-/// KEYS: owner, state, epoch. ARGV: node, lease ms, fallback JSON, TTL s, dead owner, floor,
-/// token.
+/// 0} ended, {4, best node, 0} copies are being weighed.
+/// KEYS: owner, state, epoch, restore. ARGV: node, lease ms, fallback JSON, TTL s, dead owner,
+/// floor, token, copy version, window ms.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[3])
 if held == '@TOMBSTONE' then return {3, '', 0} end
 local o = redis.call('GET', KEYS[1])
 if o and o ~= ARGV[1] and o ~= ARGV[5] then return {2, o, 0} end
+local e = tonumber(ARGV[6])
 local state = redis.call('GET', KEYS[2])
 if not state then
   if ARGV[3] == '' then return {0, '', 0} end
+  if ARGV[8] ~= '' then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local best, node, since, top = tonumber(ARGV[8]), ARGV[1], now, e
+    local offer = redis.call('GET', KEYS[4])
+    if offer then
+      local v, n, s, f = string.match(offer, '^(%d+) (%S+) (%d+) (%d+)$')
+      if tonumber(v) >= best then best, node = tonumber(v), n end
+      since = tonumber(s)
+      if tonumber(f) > top then top = tonumber(f) end
+    end
+    local window = tonumber(ARGV[9])
+    if node ~= ARGV[1] or now - since < window then
+      local ttl = since + 10 * window - now
+      if ttl < 1 then ttl = 1 end
+      redis.call('SET', KEYS[4], string.format('%.0f %s %.0f %.0f', best, node, since, top), 'PX', ttl)
+      return {4, node, 0}
+    end
+    redis.call('DEL', KEYS[4])
+    e = top
+  end
   state = ARGV[3]
   redis.call('SET', KEYS[2], state, 'EX', ARGV[4])
 end
-local e = tonumber(ARGV[6])
 local before = held and tonumber(string.match(held, '^(%d+)'))
 if before and before + 1 > e then e = before + 1 end
 redis.call('SET', KEYS[3], string.format('%d:%s 0', e, ARGV[7]), 'EX', ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, state, e}";
+
+/// Hand a game to another server: its lease becomes theirs, only if the lease and the claim
+/// are still ours (the claim stays until theirs replaces it; every write of ours after this
+/// is fenced by it). 1 done, 0 not ours.
+/// KEYS: owner, epoch. ARGV: node, fence, new owner, lease ms.
+const HAND_OVER: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local held = redis.call('GET', KEYS[2])
+if not held or string.match(held, '^%S+') ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1";
 
 /// Give a game up, only if it is still ours.
 const RELEASE: &str = r"
@@ -206,6 +248,7 @@ pub struct Scripts {
     pub terminate: Script,
     pub renew: Script,
     pub claim: Script,
+    pub hand_over: Script,
     pub release: Script,
 }
 
@@ -223,16 +266,18 @@ impl Scripts {
             terminate: publish(TERMINATE),
             renew: Script::new(RENEW),
             claim: publish(CLAIM),
+            hand_over: Script::new(HAND_OVER),
             release: Script::new(RELEASE),
         }
     }
 
-    pub fn all(&self) -> [&Script; 5] {
+    pub fn all(&self) -> [&Script; 6] {
         [
             &self.save,
             &self.terminate,
             &self.renew,
             &self.claim,
+            &self.hand_over,
             &self.release,
         ]
     }
@@ -255,6 +300,7 @@ mod tests {
         let s = slot(&names.state(id));
         assert_eq!(slot(&names.owner(id)), s);
         assert_eq!(slot(&names.epoch(id)), s);
+        assert_eq!(slot(&names.restore(id)), s);
         assert_eq!(slot(&names.game_channel(id)), s);
         assert_eq!(names.game_of(&names.game_channel(id)), Some(id));
         assert_eq!(slot(&names.alive("n1")), slot(&names.inbox("n1")));

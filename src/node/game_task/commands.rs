@@ -139,6 +139,7 @@ impl GameTask {
                     self.presence_check = true;
                 }
             }
+            InboxMsg::Take { .. } => self.take(),
             InboxMsg::Redirect { owner, .. } => {
                 let (role, actions) =
                     role::on_redirect(&self.role, owner.as_deref(), &self.shared.node_id);
@@ -253,6 +254,11 @@ impl GameTask {
         let mut ended = false;
         let result = match &command.cmd {
             Cmd::ScorePoint => {
+                let m = &self.shared.metrics;
+                match command.from == self.shared.node_id {
+                    true => m.applied_here.fetch_add(1, Ordering::Relaxed),
+                    false => m.applied_forwarded.fetch_add(1, Ordering::Relaxed),
+                };
                 if game.score_point(robot) && self.presses.len() < MAX_TIMED_PRESSES {
                     self.presses.push(self.arrival.unwrap_or_else(Instant::now));
                 }

@@ -262,13 +262,14 @@ impl GameTask {
                 (SaveResult::Saved, Some(seq), Some(game)) => self.origin.ack_upto(seq, game),
                 (SaveResult::Saved, _, _) => {}
                 // Another server has the game now: our players' last commands go there.
+                // (Nobody's claim: Redis lost the game; our copy is offered.)
                 (SaveResult::Fenced | SaveResult::Unowned, _, _) => {
                     self.step_down();
                     if let Some(stopping) = &mut self.stopping {
                         stopping.2 = false;
                     }
                     self.set_role(Role::Resolving { claiming: true });
-                    self.claim(false);
+                    self.claim(result == SaveResult::Unowned);
                 }
                 (SaveResult::Failed | SaveResult::Refused, _, _) => {
                     self.save_outcome(result);
@@ -370,6 +371,22 @@ impl GameTask {
                 .metrics
                 .unavailable
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl GameTask {
+    /// Shutdown: an owner first applies every command that reached it (confirming its lease
+    /// if it must), then stops applying; what it applied is committed before it lets go.
+    pub(super) fn stop_when_settled(&mut self) {
+        match &self.role {
+            Role::Owner(o) if o.confirming => {} // again when the lease is answered
+            Role::Owner(_) => {
+                self.apply_waiting();
+                let (role, _) = role::on_stop(&self.role);
+                self.set_role(role);
+            }
+            _ => {}
         }
     }
 }

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::commit::Full;
 use super::GameTask;
-use crate::bus::Claim;
+use crate::bus::{Claim, Fallback, RESTORE_WINDOW};
 use crate::game::{Game, State};
 use crate::node::role::{self, Action, Role};
 use crate::node::wire::terminated_message;
@@ -34,16 +34,25 @@ impl GameTask {
         }
     }
 
-    /// Asks the bus who owns the game (taking it if nobody alive does).
+    /// Asks the bus who owns the game (taking it if nobody alive does). `fallback`: offer our
+    /// copy, as every claim does once it was offered, until the game is restored.
     pub(super) fn claim(&mut self, fallback: bool) {
         let Some(tx) = self.tx.upgrade() else {
             return;
         };
-        let offer = self
-            .game
-            .as_ref()
-            .filter(|_| fallback)
-            .map(Game::stored_json);
+        let fallback = fallback || self.restoring;
+        let fresh = self.fresh;
+        let offer = self.game.as_ref().filter(|_| fallback).map(|g| {
+            let json = g.stored_json();
+            if fresh {
+                Fallback::New(json)
+            } else {
+                Fallback::Copy {
+                    json,
+                    version: g.version,
+                }
+            }
+        });
         // Above the epoch of every version we know: a claim made after Redis forgot the game
         // still numbers its versions above what our players were shown.
         let known = self.game.as_ref().map_or(0, |g| g.version).max(self.shown);
@@ -58,6 +67,9 @@ impl GameTask {
 
     pub(super) fn claimed(&mut self, claim: Claim, sent_at: Instant) {
         let was = self.role.clone();
+        if !matches!(claim, Claim::Gone | Claim::Failed | Claim::Restoring) {
+            self.restoring = false; // settled
+        }
         let (role, _) = role::on_claim(&self.role, &claim, sent_at, self.ctx());
         self.set_role(role);
         match claim {
@@ -92,6 +104,10 @@ impl GameTask {
             }
             // Redis does not have it, but we do: its owner may be about to save it again
             // (Redis came back empty). Wait; after a grace period, restore it from our copy.
+            // Our copy is on offer (this answers a claim sent before it was).
+            Claim::Gone if self.restoring => {
+                self.retry_at.get_or_insert(Instant::now() + RESTORE_WINDOW);
+            }
             Claim::Gone => {
                 if self.missing_since.is_none() {
                     log::warn!(
@@ -101,6 +117,12 @@ impl GameTask {
                     self.missing_since = Some(Instant::now());
                 }
                 self.retry_at = Some(Instant::now() + self.shared.timing.retry);
+            }
+            // Redis lost the game and the copies offered are being weighed: offer ours again
+            // after the window (the newest one's server restores it; we then find it owned).
+            Claim::Restoring => {
+                self.restoring = true;
+                self.retry_at.get_or_insert(Instant::now() + RESTORE_WINDOW);
             }
             Claim::Failed if self.fresh => {
                 // Created while Redis is down: run alone; saved and claimed when it is back.
@@ -125,6 +147,7 @@ impl GameTask {
     /// every version an earlier owner (an earlier epoch) could have given, so one version
     /// number is one state on every screen.
     fn take_over(&mut self, stored: Game, was: &Role) {
+        self.mover.moved(Instant::now());
         self.missing_since = None;
         self.retry_at = None;
         self.alone = false;

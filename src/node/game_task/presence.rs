@@ -51,6 +51,8 @@ impl GameTask {
                     self.layout_changed = true;
                 }
                 self.next_presence = self.tracker.next_check(game, &t);
+                let look = self.consider_move(local.len(), now);
+                self.next_presence = self.next_presence.into_iter().chain(look).min();
             }
             // The lease must be confirmed first; look again shortly.
             Role::Owner(_) => {

@@ -8,9 +8,11 @@
 //! what the tests judge: [`judge`]; the tests: [`owner`] (a frozen owner), [`owner_lost`] (an
 //! owner killed before its writes reach Redis), [`redis`] (a frozen Redis), [`sick`] (Redis cut
 //! off, slow, out of memory), [`restart`] (a rolling restart, Redis back empty),
-//! [`pubsub_liveness`] (one server's pub/sub connection silently dropped).
+//! [`pubsub_liveness`] (one server's pub/sub connection silently dropped), [`moves`] (a game
+//! handed to the server holding most of its players, mid-race).
 
 mod judge;
+mod moves;
 mod nemesis;
 mod owner;
 mod owner_lost;

@@ -15,9 +15,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fence, Renewal, Save,
-    SaveOutcome, SaveResult,
+    heartbeat_ttl, BoxFuture, Bus, BusDown, BusEvents, BusStatus, Claim, Fallback, Fence, Renewal,
+    Save, SaveOutcome, SaveResult, RESTORE_WINDOW,
 };
+
+mod cluster;
 
 /// One process's bus: alone, or a member of a [`LocalCluster`].
 pub struct LocalBus {
@@ -97,10 +99,16 @@ struct Store {
     /// write checks it.
     epochs: HashMap<String, Claimed>,
     alive: HashMap<String, Instant>,
+    /// Copies offered of games "Redis" lost, as `game_restore:<id>` holds them.
+    offers: HashMap<String, Offer>,
     /// Who hears what is published: each server's events.
     members: HashMap<String, Arc<dyn BusEvents>>,
     created: u64,
 }
+
+/// The best copy offered of a lost game: its version and node, the first offer's time, the
+/// highest floor offered.
+struct Offer(u64, String, Instant, u64);
 
 /// What "Redis" holds of a game's claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,105 +141,6 @@ impl Store {
             })
             .map(|(_, events)| events.clone())
             .collect()
-    }
-}
-
-impl LocalCluster {
-    pub fn new() -> LocalCluster {
-        let cluster = LocalCluster::default();
-        cluster.lock().up = true;
-        cluster
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn members_of(&self, nodes: impl Fn(&str) -> bool) -> Vec<Arc<dyn BusEvents>> {
-        let store = self.lock();
-        store
-            .members
-            .iter()
-            .filter(|(n, _)| nodes(n))
-            .map(|(_, e)| e.clone())
-            .collect()
-    }
-
-    /// "Redis" goes down for everyone.
-    pub fn down(&self) {
-        self.lock().up = false;
-        for events in self.members_of(|_| true) {
-            events.connection(false);
-        }
-    }
-
-    /// "Redis" comes back, with its data (`empty` false) or without.
-    pub fn back(&self, empty: bool) {
-        {
-            let mut store = self.lock();
-            store.up = true;
-            if empty {
-                store.states.clear();
-                store.owners.clear();
-                store.epochs.clear();
-                store.alive.clear();
-                store.created = 0;
-            }
-        }
-        for events in self.members_of(|_| true) {
-            events.connection(true);
-        }
-    }
-
-    /// "Redis" out of memory (`full`) or not: saves are refused, everything else works.
-    pub fn full(&self, full: bool) {
-        self.lock().full = full;
-    }
-
-    /// The next `count` messages to `node`'s inbox that contain `text` are lost on the way
-    /// (pub/sub delivers at most once: a publisher's batch dropped, a subscription cut).
-    pub fn lose(&self, node: &str, text: &str, count: usize) {
-        self.lock()
-            .lose
-            .insert(node.to_owned(), (text.to_owned(), count));
-    }
-
-    /// Cuts one server off (it sees "Redis" down) or lets it back.
-    pub fn cut(&self, node: &str, cut: bool) {
-        self.lock().cut.insert(node.to_owned(), cut);
-        let node = node.to_owned();
-        for events in self.members_of(|n| n == node) {
-            events.connection(!cut);
-        }
-    }
-
-    /// A server dies: it stops beating and hears nothing more. Its leases run out.
-    pub fn kill(&self, node: &str) {
-        let mut store = self.lock();
-        store.members.remove(node);
-        store.alive.remove(node);
-        store.cut.insert(node.to_owned(), true);
-    }
-
-    /// The stored JSON of a game (for assertions).
-    pub fn stored(&self, game_id: &str) -> Option<String> {
-        self.lock().states.get(game_id).cloned()
-    }
-
-    /// Replaces (`None`: deletes) a game's stored JSON behind its owner's back.
-    pub fn put_stored(&self, game_id: &str, json: Option<String>) {
-        let mut store = self.lock();
-        match json {
-            Some(json) => store.states.insert(game_id.to_owned(), json),
-            None => store.states.remove(game_id),
-        };
-    }
-
-    /// The live owner of a game (for assertions).
-    pub fn owner(&self, game_id: &str) -> Option<String> {
-        self.lock()
-            .owner(game_id, Instant::now())
-            .map(str::to_owned)
     }
 }
 
@@ -364,7 +273,7 @@ impl Bus for LocalBus {
         true
     }
 
-    fn claim(&self, game_id: &str, fallback: Option<String>, floor: u64) -> BoxFuture<'_, Claim> {
+    fn claim(&self, game_id: &str, fallback: Option<Fallback>, floor: u64) -> BoxFuture<'_, Claim> {
         let game_id = game_id.to_owned();
         Box::pin(async move {
             let Some(mut store) = self.store() else {
@@ -381,20 +290,53 @@ impl Bus for LocalBus {
                     return Claim::OwnedBy(owner.to_owned());
                 }
             }
+            let mut floor = floor;
             let stored = match (store.states.get(&game_id), fallback) {
                 (Some(s), _) => s.clone(),
-                (None, Some(f)) => {
-                    store.states.insert(game_id.clone(), f.clone());
-                    f
-                }
                 (None, None) => return Claim::Gone,
+                (None, Some(Fallback::New(json))) => json,
+                (None, Some(Fallback::Copy { json, version })) => {
+                    let me = &self.node_id;
+                    let fresh = Offer(version, me.clone(), now, floor);
+                    let best = store.offers.entry(game_id.clone()).or_insert(fresh);
+                    if best.2 + RESTORE_WINDOW * 10 <= now {
+                        *best = Offer(version, me.clone(), now, floor);
+                    }
+                    if version > best.0 {
+                        (best.0, best.1) = (version, me.clone());
+                    }
+                    best.3 = best.3.max(floor);
+                    if best.1 != *me || now < best.2 + RESTORE_WINDOW {
+                        return Claim::Restoring;
+                    }
+                    floor = best.3;
+                    store.offers.remove(&game_id);
+                    json
+                }
             };
+            store.states.insert(game_id.clone(), stored.clone());
             let fence = Fence::drawn((before + 1).max(floor));
             store.epochs.insert(game_id.clone(), Claimed::By(fence, 0));
             store
                 .owners
                 .insert(game_id, (self.node_id.clone(), now + self.lease));
             Claim::Claimed { stored, fence }
+        })
+    }
+
+    fn hand_over(&self, game_id: &str, to: &str, fence: Fence) -> BoxFuture<'_, bool> {
+        let (game_id, to) = (game_id.to_owned(), to.to_owned());
+        Box::pin(async move {
+            let Some(mut store) = self.store() else {
+                return false;
+            };
+            let now = Instant::now();
+            let ours = store.owner(&game_id, now) == Some(self.node_id.as_str())
+                && matches!(store.epochs.get(&game_id), Some(Claimed::By(f, _)) if *f == fence);
+            if ours {
+                store.owners.insert(game_id, (to, now + self.lease));
+            }
+            ours
         })
     }
 

@@ -1,0 +1,109 @@
+//! Ownership follows the players: a game created on one server whose players mostly sit on
+//! another moves to them mid-race, and through the move no press is lost or applied twice,
+//! one version is one state on every screen, and every press is answered.
+
+use std::cell::Cell;
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+use super::judge::{scores_that_went_down, versions_with_two_states};
+use super::{agreement, node, notable_logs, presses_not_accounted_for, race_all_through};
+use super::{report, PRESS_EVERY};
+use crate::helpers::*;
+use crate::monitoring::scrape;
+
+/// A counter's value in a `/metrics` text.
+fn counter(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Six players, two on server a (which created the game and owns it), four on server b: the
+/// owner hands the game to b ten seconds after it took it (at most one move per 10 s), which
+/// is mid-race. Every player keeps pressing through the move.
+#[actix_rt::test]
+async fn a_game_moves_to_its_players_mid_race_and_loses_no_press() {
+    let redis = Redis::start();
+    let servers = [node(&redis, "a", true), node(&redis, "b", true)];
+    let refs: Vec<&Server> = servers.iter().collect();
+    let admin = servers[0].api().create("p0", 1000, 0).await;
+    let mut joined = vec![admin.clone()];
+    for i in 1..6 {
+        joined.push(
+            servers[0]
+                .api()
+                .join(&admin.game_id, &format!("p{i}"))
+                .await,
+        );
+    }
+    let mut players = Vec::new();
+    for (i, j) in joined.into_iter().enumerate() {
+        let at = usize::from(i >= 2);
+        let mut p = RacingPlayer::new(&format!("p{i}"), j, &refs, at);
+        assert!(p.connect().await && p.server == at, "p{i}: {:?}", p.events);
+        players.push(p);
+    }
+    let all_in = join_all(players.iter_mut().map(|p| {
+        p.wait_drawn(SECS(15), |g| {
+            g["robots"].as_array().is_some_and(|r| r.len() == 6)
+        })
+    }))
+    .await;
+    assert!(all_in.iter().all(|ok| *ok), "{}", report(&players));
+    assert!(players[0].send(json!({"type": "start_countdown"})).await);
+    let playing = join_all(
+        players
+            .iter_mut()
+            .map(|p| p.wait_drawn(SECS(15), |g| state(g) == "playing")),
+    )
+    .await;
+    assert!(playing.iter().all(|ok| *ok), "{}", report(&players));
+
+    let pressing = Cell::new(true);
+    let moved = "handing it to node b, which holds more of its players";
+    let control = async {
+        for _ in 0..150 {
+            if servers[0].logs.contains(moved) {
+                break;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        actix_rt::time::sleep(SECS(3)).await;
+        pressing.set(false);
+    };
+    race_all_through(&mut players, PRESS_EVERY, &pressing, control).await;
+    let agreed = settle(&mut players, SECS(20), SECS(3)).await;
+
+    let (_, from) = scrape(&servers[0]).await;
+    let (_, to) = scrape(&servers[1]).await;
+    let moves = counter(&from, "robot_race_game_moves_total");
+    let here = counter(&to, "robot_race_presses_applied_here_total");
+    let mut waits: Vec<_> = players.iter().flat_map(|p| p.answered_in.clone()).collect();
+    waits.sort();
+    let p99 = waits.get(waits.len() * 99 / 100).copied();
+    println!(
+        "moved: {moves:?}; presses b applied for its own players: {here:?}; answers {} p99 {p99:?} max {:?}",
+        waits.len(),
+        waits.last()
+    );
+    let failures: Vec<String> = [
+        (moves != Some(1.0)).then(|| format!("a made {moves:?} moves, not 1")),
+        (!servers[1].logs.contains("node b owns it now")).then(|| "b never took it".into()),
+        (here.unwrap_or(0.0) < 1.0).then(|| "b applied none of its players' presses".into()),
+        agreement(&players, &agreed),
+        scores_that_went_down(&players),
+        versions_with_two_states(&players),
+        presses_not_accounted_for(&players, &agreed),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}{}",
+        failures.join("\n"),
+        report(&players),
+        notable_logs(&servers)
+    );
+}
