@@ -9,11 +9,20 @@
 //! # memory per idle WebSocket: 3000 sockets in games of 10, spread over the servers
 //! cargo run --release --example load -- --url http://127.0.0.1:8080,http://127.0.0.1:8081 \
 //!     --pid 1234,1235 --idle 3000
+//! # every game's players on one server (not the one the game was created through)
+//! cargo run --release --example load -- --url http://127.0.0.1:8080,http://127.0.0.1:8081 \
+//!     --placement by-game
 //! ```
 //!
 //! How a race run goes: the games are created and their players joined over the JSON API (at
-//! most `--concurrency` requests at a time); player `p` of game `g` sits on server
-//! `(g + p) % servers` (the creator, `p = 0`, on the first server unless `--creators spread`).
+//! most `--concurrency` requests at a time). Where the players sit, `--placement`:
+//! - `spread` (the default): player `p` of game `g` on server `(g + p) % servers` (the creator,
+//!   `p = 0`, on the server its game was created through: the first unless `--creators spread`);
+//! - `by-game`: every player of game `g`, the creator's socket included, on one server,
+//!   `(g + 1) % servers`, while the game is created through server `g % servers` (as a balancer
+//!   hashing the game id places a game whose creation request landed elsewhere); the joins go
+//!   to the players' server. With one server, everything is on it.
+//!
 //! The players are split over `--client-threads` threads (one actix System each), connect
 //! their WebSockets, and once every socket is open the admins start their races (countdown 0).
 //! When every player sees its race playing, the measuring window opens: the servers' CPU time

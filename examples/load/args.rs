@@ -35,6 +35,13 @@ pub struct Args {
     /// (game g's creator on server g % servers).
     #[arg(long, value_enum, default_value_t = Creators::First)]
     pub creators: Creators,
+    /// Where each game's players sit: `spread` (player p of game g on server (g + p) % servers,
+    /// see --creators and --spread) or `by-game` (every player of game g, its creator's socket
+    /// included, on server (g + 1) % servers, the game created through server g % servers, as
+    /// a balancer hashing the game id places them when the creation landed elsewhere; joins go
+    /// to the players' server; --creators and --spread are then unused).
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    pub placement: Placement,
     /// Instead of racing: open this many idle WebSockets (games of 10, spread over the servers)
     /// and report server memory per idle connection.
     #[arg(long)]
@@ -89,6 +96,21 @@ impl Creators {
         match self {
             Creators::First => "first",
             Creators::Spread => "spread",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Placement {
+    Spread,
+    ByGame,
+}
+
+impl Placement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Spread => "spread",
+            Placement::ByGame => "by-game",
         }
     }
 }

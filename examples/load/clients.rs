@@ -10,7 +10,7 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::args::{Args, Creators};
+use crate::args::{Args, Creators, Placement};
 use crate::nodelay;
 use crate::protocol::Seat;
 
@@ -66,14 +66,28 @@ pub struct PlayerStats {
     pub closed_early: bool,
 }
 
-/// The server of player `p` of game `g`: its creator's (`p = 0`) and the next ones, over every
-/// server or over `--spread` of them.
+/// The server game `g` is created through (`POST /api/games`).
+fn create_server(args: &Args, g: usize) -> usize {
+    let n = args.url.len();
+    match (args.placement, args.creators) {
+        (Placement::ByGame, _) | (Placement::Spread, Creators::Spread) => g % n,
+        (Placement::Spread, Creators::First) => 0,
+    }
+}
+
+/// The server of player `p` of game `g` (its WebSocket, and its join for `p >= 1`). `spread`:
+/// the creator (`p = 0`) on the server its game was created through, the others on
+/// `(g + p) % servers`, or over `--spread` servers from the creator's. `by-game`: every player
+/// on `(g + 1) % servers`, the server after the one the game was created through.
 fn seat_server(args: &Args, g: usize, p: usize) -> usize {
     let n = args.url.len();
-    let home = match args.creators {
-        Creators::First => 0,
-        Creators::Spread => g % n,
-    };
+    if args.placement == Placement::ByGame {
+        return (g + 1) % n;
+    }
+    let home = create_server(args, g);
+    if p == 0 {
+        return home;
+    }
     match args.spread {
         Some(k) if k >= 1 => (home + p % k) % n,
         _ => (g + p) % n,
@@ -83,7 +97,6 @@ fn seat_server(args: &Args, g: usize, p: usize) -> usize {
 /// Creates `sizes.len()` games and joins `sizes[g]` players to game g (the creator included),
 /// at most `--concurrency` requests at a time. Seats come back in (game, player) order.
 pub fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
-    let n = args.url.len();
     let conc = args.concurrency.max(1);
     actix_rt::System::new().block_on(async {
         let http = awc::Client::builder()
@@ -91,13 +104,9 @@ pub fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
             .connector(awc::Connector::new().limit(0))
             .finish();
         let http = &http;
-        let home = |g: usize| match args.creators {
-            Creators::First => 0,
-            Creators::Spread => g % n,
-        };
         let mut games: Vec<(usize, String, String)> = stream::iter(0..sizes.len())
             .map(|g| async move {
-                let url = &args.url[home(g)];
+                let url = &args.url[create_server(args, g)];
                 let created = post_retrying(
                     http,
                     &format!("{url}/api/games"),
@@ -134,9 +143,10 @@ pub fn create_seats(args: &Args, sizes: &[usize]) -> Vec<Seat> {
         let mut seats = Vec::with_capacity(joined.len() + games.len());
         let mut joined = joined.into_iter().peekable();
         for (g, id, tok) in &games {
+            let server = seat_server(args, *g, 0);
             seats.push(Seat {
-                server: home(*g),
-                url: args.url[home(*g)].clone(),
+                server,
+                url: args.url[server].clone(),
                 game_id: id.clone(),
                 token: tok.clone(),
                 admin: true,

@@ -70,8 +70,9 @@ pub fn run_idle(args: &Args, n: usize) {
         args.protocol.name()
     );
     println!(
-        "idle sockets       {n} in {} games: {connected} opened, {welcomed} welcomed, {open} open after {:.1} s",
+        "idle sockets       {n} in {} games (placement {}): {connected} opened, {welcomed} welcomed, {open} open after {:.1} s",
         sizes.len(),
+        args.placement.name(),
         args.settle
     );
     if !args.pid.is_empty() {
@@ -90,6 +91,7 @@ pub fn run_idle(args: &Args, n: usize) {
     let result = json!({
         "mode": "idle",
         "protocol": args.protocol.name(),
+        "placement": args.placement.name(),
         "servers": args.url.len(),
         "games": sizes.len(),
         "idle": n,

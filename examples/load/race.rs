@@ -158,8 +158,9 @@ pub fn run_race(args: &Args) {
         args.protocol.name()
     );
     println!(
-        "games x players    {} x {players} = {connections} connections ({connected} open, creators {}, {} client threads)",
+        "games x players    {} x {players} = {connections} connections ({connected} open, placement {}, creators {}, {} client threads)",
         args.games,
+        args.placement.name(),
         args.creators.name(),
         args.client_threads
     );
@@ -333,6 +334,7 @@ pub fn run_race(args: &Args) {
         "window_s": round(window, 3),
         "client_threads": args.client_threads,
         "creators": args.creators.name(),
+        "placement": args.placement.name(),
         "presses_sent": t.sent,
         "presses_counted": t.counted,
         "presses_errored": t.press_errors,
