@@ -61,6 +61,92 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     node: Node,
+    /// The spectators' server (`-spectator-addr`): its address, and its handle.
+    spectators: Option<(SocketAddr, ServerHandle)>,
+}
+
+/// What every worker serves, players' and spectators' alike.
+macro_rules! app {
+    ($state:expr) => {{
+        let state = $state;
+        let log_state = state.clone();
+        App::new()
+            .app_data(state)
+            .wrap(
+                // The client's address: from a trusted proxy's headers, else the peer.
+                Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
+                    .custom_request_replace("client", move |req| {
+                        web::proxy::client_addr(req.request().head(), &log_state)
+                    })
+                    .custom_request_replace("request", web::proxy::logged_request),
+            )
+            .wrap(security_headers())
+            .configure(web::configure)
+    }};
+}
+
+/// The socket settings of both servers.
+macro_rules! tuned {
+    ($server:expr) => {
+        $server
+            .keep_alive(web::KEEP_ALIVE)
+            // Game updates are small frames that must leave at once, not wait for an ACK
+            // (Nagle's algorithm with delayed ACKs held them ~40 ms).
+            .tcp_nodelay(true)
+            // Each accepted socket: a modest send buffer, and a handle a WebSocket whose
+            // client stopped reading is cut through (`web::ConnSocket`).
+            .on_connect(|conn, data| {
+                if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                    web::ConnSocket::on_connect(tcp, data);
+                }
+            })
+            .shutdown_timeout(3)
+            .disable_signals()
+    };
+}
+
+/// Serves spectators apart (`-spectator-addr`): a second server whose workers run on threads
+/// at niceness `nice`, so that when the machine is busy the players' workers, the game tasks
+/// and the bus come first. Its threads are started from a thread of its own whose niceness was
+/// raised first (a thread's niceness is its own on Linux, and new threads inherit it).
+fn serve_spectators(
+    at: SocketAddr,
+    nice: i32,
+    workers: usize,
+    state: aweb::Data<AppState>,
+) -> Result<(SocketAddr, ServerHandle), StartError> {
+    let listener = std::net::TcpListener::bind(at)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("spectators".into())
+        .spawn(move || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: plain system calls on this thread.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+            }
+            actix_web::rt::System::new().block_on(async move {
+                let server = tuned!(HttpServer::new(move || app!(state.clone())))
+                    .workers(workers)
+                    .listen(listener);
+                match server {
+                    Ok(server) => {
+                        let server = server.run();
+                        let _ = tx.send(Ok(server.handle()));
+                        let _ = server.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+        })?;
+    let handle = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the spectators' server did not start"))??;
+    log::info!("Spectators on http://{addr} (workers at nice {nice})");
+    Ok((addr, handle))
 }
 
 impl Application {
@@ -127,43 +213,32 @@ impl Application {
         } else {
             Config::threads(config.http_workers)
         };
-        let server = HttpServer::new(move || {
+        let spectators = match config.spectator_listen_addr()? {
+            Some(at) => Some(serve_spectators(
+                at,
+                config.spectator_nice,
+                workers,
+                state.clone(),
+            )?),
+            None => None,
+        };
+        let server = tuned!(HttpServer::new(move || {
             if same_thread {
                 // This worker's thread runs the games too (same-thread mode: one worker).
                 start_node.start_on(tokio::runtime::Handle::current());
             }
-            let log_state = state.clone();
-            App::new()
-                .app_data(state.clone())
-                .wrap(
-                    // The client's address: from a trusted proxy's headers, else the peer.
-                    Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms"#)
-                        .custom_request_replace("client", move |req| {
-                            web::proxy::client_addr(req.request().head(), &log_state)
-                        })
-                        .custom_request_replace("request", web::proxy::logged_request),
-                )
-                .wrap(security_headers())
-                .configure(web::configure)
-        })
+            app!(state.clone())
+        }))
         .workers(workers)
-        .keep_alive(web::KEEP_ALIVE)
-        // Game updates are small frames that must leave at once, not wait for an ACK (Nagle's
-        // algorithm with delayed ACKs held them ~40 ms).
-        .tcp_nodelay(true)
-        // Each accepted socket: a modest send buffer, and a handle a WebSocket whose client
-        // stopped reading is cut through (`web::ConnSocket`).
-        .on_connect(|conn, data| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                web::ConnSocket::on_connect(tcp, data);
-            }
-        })
-        .shutdown_timeout(3)
-        .disable_signals()
         .bind(listen)?;
         let addr = server.addrs()[0];
         let server = server.run();
-        Ok(Application { server, addr, node })
+        Ok(Application {
+            server,
+            addr,
+            node,
+            spectators,
+        })
     }
 
     /// The address actually bound (the port is known even when 0 was asked for).
@@ -175,15 +250,21 @@ impl Application {
         &self.node
     }
 
+    /// Where spectators are served apart, if they are.
+    pub fn spectator_addr(&self) -> Option<SocketAddr> {
+        self.spectators.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// Serves until SIGTERM or SIGINT (caught since `signals` was made), then stops taking
     /// connections, closes WebSockets with "going away", commits and hands over owned games,
     /// and stops.
     pub async fn run_until_stopped(self, signals: StopSignals) -> std::io::Result<()> {
         let handle = self.server.handle();
         let node = self.node.clone();
+        let spectators = self.spectators.map(|(_, handle)| handle);
         actix_web::rt::spawn(async move {
             signals.recv().await;
-            stop(node, handle).await;
+            stop(node, handle, spectators).await;
         });
         self.server.await
     }
@@ -282,11 +363,17 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-async fn stop(node: Node, server: ServerHandle) {
+async fn stop(node: Node, server: ServerHandle, spectators: Option<ServerHandle>) {
     log::info!("Shutting down: closing connections and handing over games");
     // New connections go to the other servers from here on.
     server.pause().await;
+    if let Some(spectators) = &spectators {
+        spectators.pause().await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(6), node.shutdown()).await;
+    if let Some(spectators) = spectators {
+        spectators.stop(true).await;
+    }
     server.stop(true).await;
 }
 

@@ -190,6 +190,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub spectator_hz: u32,
 
+    /// Also listen here, for spectators (`/ws/<id>?watch=1`, and the watch page), on worker
+    /// threads of their own at a lower OS priority (`-spectator-nice`): however many watch,
+    /// their sockets take only the CPU the players leave. Route spectators here (nginx-redis.conf
+    /// does). Same forms as -addr; empty: spectators share the players' workers.
+    #[arg(long, env = "SPECTATOR_ADDR", value_name = "ADDR")]
+    pub spectator_addr: Option<String>,
+
+    /// The spectator workers' niceness (0 to 19): how much less CPU they get than the
+    /// players' when the machine is busy (10: about a tenth).
+    #[arg(long, env = "SPECTATOR_NICE", value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub spectator_nice: i32,
+
     /// Spectator sockets this server takes (0: no limit); past it an upgrade is refused with
     /// 503 and Retry-After, and the watch page says the room is full and retries.
     #[arg(
@@ -272,6 +285,8 @@ impl Config {
             "ws_timeout_secs": self.ws_timeout().as_secs(),
             "spectator_hz": self.spectator_hz,
             "max_spectators": self.max_spectators,
+            "spectator_addr": self.spectator_listen_addr().ok().flatten().map(|a| a.to_string()),
+            "spectator_nice": self.spectator_nice,
             "trust_proxy": self.trust_proxy,
             "log_format": self.log_format.to_possible_value().map(|v| v.get_name().to_owned()),
         })
@@ -298,6 +313,14 @@ impl Config {
             (None, Some(port)) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
             (None, None) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080)),
         }
+    }
+
+    /// Where spectators are served apart, if anywhere.
+    pub fn spectator_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        (self.spectator_addr.as_deref().map(str::trim))
+            .filter(|a| !a.is_empty())
+            .map(parse_listen_addr)
+            .transpose()
     }
 
     /// The Redis address, if any was given (empty means none).

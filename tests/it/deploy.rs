@@ -26,7 +26,8 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(ports: [u16; 3]) -> Nginx {
+    /// `ports`: each server's players' and spectators' ports.
+    fn start(ports: [(u16, u16); 3]) -> Nginx {
         require("nginx", "nginx");
         let dir = temp_dir("nginx");
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
@@ -39,13 +40,15 @@ impl Nginx {
             .status();
         let port = free_port();
         let mut site = repo_file("nginx-redis.conf");
-        for (i, p) in ports.iter().enumerate() {
-            let upstream = format!("server app{}:8080", i + 1);
-            assert!(
-                site.contains(&upstream),
-                "nginx-redis.conf lacks `{upstream}`"
-            );
-            site = site.replace(&upstream, &format!("server 127.0.0.1:{p}"));
+        for (i, (players, spectators)) in ports.iter().enumerate() {
+            for (from, to) in [(8080, players), (8081, spectators)] {
+                let upstream = format!("server app{}:{from}", i + 1);
+                assert!(
+                    site.contains(&upstream),
+                    "nginx-redis.conf lacks `{upstream}`"
+                );
+                site = site.replace(&upstream, &format!("server 127.0.0.1:{to}"));
+            }
         }
         assert!(site.contains("listen 80;"));
         site = site
@@ -56,7 +59,8 @@ impl Nginx {
         let main = format!(
             "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n  \
+             http {{\n  log_format upstream '$request_uri $upstream_addr';\n  \
+             access_log {d}/logs/access.log upstream;\n  client_body_temp_path {d}/body;\n  \
              proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
              uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
         );
@@ -114,6 +118,21 @@ impl Drop for Nginx {
     }
 }
 
+/// The port of a server's spectators' listener, from its log.
+fn spectator_port(server: &Server) -> u16 {
+    let needle = "Spectators on http://";
+    assert!(
+        server.logs.wait_for(needle, SECS(10)),
+        "{}",
+        server.logs.all()
+    );
+    let logs = server.logs.all();
+    (logs.lines())
+        .find_map(|l| l.split_once(needle)?.1.split_whitespace().next())
+        .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
+        .expect("the spectators' port")
+}
+
 /// An HTTP client whose connections come from `ip` (a loopback address of its own).
 fn client_from(ip: &str) -> awc::Client {
     let ip: IpAddr = ip.parse().unwrap();
@@ -126,13 +145,29 @@ fn client_from(ip: &str) -> awc::Client {
 #[actix_rt::test]
 async fn a_full_race_through_nginx_with_clients_from_different_addresses() {
     let redis = Redis::start();
-    let servers: Vec<Server> = (1..=3)
-        .map(|i| Server::start(&["-redis", &redis.addr(), "-node-id", &format!("app{i}")]))
+    let watch_ports = [free_port(), free_port(), free_port()];
+    let servers: Vec<Server> = (0..3)
+        .map(|i| {
+            let node = format!("app{}", i + 1);
+            let watch = format!("127.0.0.1:{}", watch_ports[i]);
+            let redis = redis.addr();
+            Server::start(&[
+                "-redis",
+                &redis,
+                "-node-id",
+                &node,
+                "-spectator-addr",
+                &watch,
+            ])
+        })
         .collect();
     for s in &servers {
         assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
     }
-    let nginx = Nginx::start([servers[0].port(), servers[1].port(), servers[2].port()]);
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|i| (servers[i].port(), watch_ports[i]))
+        .collect();
+    let nginx = Nginx::start([ports[0], ports[1], ports[2]]);
     let base = format!("127.0.0.1:{}", nginx.port);
     let (ann_ip, bob_ip) = ("127.0.1.1", "127.0.2.1");
     let ann_http = client_from(ann_ip);
@@ -175,13 +210,48 @@ async fn a_full_race_through_nginx_with_clients_from_different_addresses() {
         .expect("bob's WebSocket through nginx");
     let mut ann = Player::from_framed(ann_framed).await;
     let mut bob = Player::from_framed(bob_framed).await;
+    // A spectator through nginx: to a spectators' listener, the one of the game's server.
+    let (_, watch_framed) = ann_http
+        .ws(format!("ws://{base}/ws/{game_id}?watch=1"))
+        .origin(origin.as_str())
+        .connect()
+        .await
+        .expect("a spectator's WebSocket through nginx");
+    let mut watch = Player::from_framed(watch_framed).await;
     ann.send(json!({"type": "start_countdown"})).await;
     bob.wait_game(SECS(10), |g| state(g) == "playing").await;
     bob.press_paced(5, Duration::from_millis(40)).await;
-    for p in [&mut ann, &mut bob] {
+    for p in [&mut ann, &mut bob, &mut watch] {
         let game = p.wait_game(SECS(10), |g| state(g) == "finished").await;
         assert_eq!(game["winner"], joined["robot_id"]);
     }
+    // nginx logs a WebSocket once it closed.
+    drop(watch);
+    let ws_logged = format!("/ws/{game_id}?watch=1 ");
+    let mut access = String::new();
+    for _ in 0..100 {
+        access = std::fs::read_to_string(nginx.dir.join("logs/access.log")).unwrap();
+        if access.contains(&ws_logged) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let upstream_of = |path: &str| {
+        (access.lines())
+            .find_map(|l| l.strip_prefix(path)?.strip_prefix(' '))
+            .map(str::to_owned)
+    };
+    let watched = upstream_of(&format!("/ws/{game_id}?watch=1"));
+    let spectator_listeners: Vec<String> = watch_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    assert!(
+        watched
+            .as_ref()
+            .is_some_and(|u| spectator_listeners.contains(u)),
+        "the spectator went to {watched:?}, not a spectators' listener:\n{access}"
+    );
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(
             &redis.get(&format!("game_state:{game_id}")).unwrap()
@@ -189,14 +259,19 @@ async fn a_full_race_through_nginx_with_clients_from_different_addresses() {
         .unwrap()["state"],
         "finished"
     );
-    // Servers log the players' own addresses (from X-Real-IP), not nginx's.
+    // Servers log the players' own addresses (from X-Real-IP), not nginx's; both sockets,
+    // from two addresses, reached the one server the game id hashes to.
     let logs: String = servers.iter().map(|s| s.logs.all()).collect();
-    for ip in [ann_ip, bob_ip] {
-        assert!(
-            logs.contains(&format!("connected from {ip}")),
-            "no log line names {ip}:\n{logs}"
-        );
-    }
+    let both = servers.iter().filter(|s| {
+        [ann_ip, bob_ip]
+            .iter()
+            .all(|ip| s.logs.contains(&format!("connected from {ip}")))
+    });
+    assert_eq!(
+        both.count(),
+        1,
+        "the game's sockets were not on one server:\n{logs}"
+    );
 }
 
 #[test]
@@ -204,7 +279,7 @@ fn nginx_conf_has_what_a_websocket_cluster_needs() {
     let conf = repo_file("nginx-redis.conf");
     for needed in [
         "upstream robot_race",
-        "ip_hash;",
+        "hash $robot_race_route consistent;",
         "proxy_http_version 1.1;",
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_set_header Connection \"upgrade\";",
@@ -250,6 +325,8 @@ fn compose_file_runs_redis_three_servers_and_nginx() {
             "{name}"
         );
         assert_eq!(cmd[5], format!("app{}", i + 1));
+        // Spectators on a listener of their own, where nginx sends them.
+        assert_eq!(&cmd[6..8], ["-spectator-addr", ":8081"], "{name}");
         assert!(app["healthcheck"]["test"].to_string().contains("/health"));
         assert_eq!(app["depends_on"]["redis"]["condition"], "service_healthy");
         // The merged anchor gives every server the build.

@@ -147,6 +147,11 @@ fn the_deployment_runs_three_probed_servers_that_drain_before_they_stop() {
             .expect(timeout);
         assert!(secs >= 60, "{timeout} {secs}: shorter than a race");
     }
+    // A game's sockets meet on one pod: hashed by path (`/ws/<id>`), consistently.
+    assert_eq!(
+        notes["nginx.ingress.kubernetes.io/upstream-hash-by"].as_str(),
+        Some("$uri")
+    );
     let hpa = kind(&docs, "HorizontalPodAutoscaler", "robot-race");
     assert_eq!(hpa["spec"]["minReplicas"], 3);
     assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");

@@ -1,7 +1,8 @@
 //! Spectators (`/ws/<id>?watch=1`) off the players' path: a stalled spectator does not delay
 //! a player's frame; spectators get the newest state at most `-spectator-hz` times a second
 //! and end on the exact final state; past `-max-spectators` an upgrade is refused with `503`
-//! and `Retry-After`, and `/metrics` counts it.
+//! and `Retry-After`, and `/metrics` counts it; with `-spectator-addr` they are served apart, by
+//! workers of a lower priority.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -227,4 +228,62 @@ async fn past_max_spectators_an_upgrade_gets_503_with_retry_after() {
     let (_tcp, probe) = watch_request(&server, &ann.game_id, false, None);
     assert!(probe.starts_with("HTTP/1.1 400"), "{probe}");
     try_connect(&url, None).await.expect("a freed seat");
+}
+
+/// Each thread of a process: its name and its niceness (`/proc/<pid>/task/*/stat`).
+fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (head, tail) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            // After the name: state (field 3) ... nice (field 19).
+            let nice = tail.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+/// With `-spectator-addr`, spectators watch through a listener of their own whose workers run
+/// at the niceness asked for, and see the race and its exact final state there; the players'
+/// workers and the game threads keep the usual priority.
+#[actix_rt::test]
+async fn spectators_apart_watch_from_workers_of_lower_priority() {
+    let server = Server::start(&["-spectator-addr", "127.0.0.1:0", "-spectator-nice", "7"]);
+    let needle = "Spectators on http://";
+    assert!(
+        server.logs.wait_for(needle, SECS(10)),
+        "{}",
+        server.logs.all()
+    );
+    let logs = server.logs.all();
+    let addr = logs
+        .lines()
+        .find_map(|l| l.split_once(needle))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("the spectators' address")
+        .to_owned();
+    let mut players = start_race(&server, &["ann", "bob"], 20).await;
+    let game_id = players[0].game["id"].as_str().unwrap().to_owned();
+    let url = format!("ws://{addr}/ws/{game_id}?watch=1");
+    let mut watch = try_connect(&url, None).await.expect("spectator socket");
+    let mut ann = players.remove(0);
+    ann.press_paced(20, Duration::from_millis(20)).await;
+    let final_game = ann.wait_game(SECS(10), |g| g["state"] == "finished").await;
+    let seen = watch.wait_game(SECS(5), |g| g["state"] == "finished").await;
+    assert_eq!(seen, final_game);
+
+    let threads = thread_niceness(server.pid());
+    let niced = threads.iter().filter(|(_, nice)| *nice == 7).count();
+    assert!(niced >= 2, "no spectator workers at nice 7: {threads:?}");
+    let game_threads: Vec<_> = threads.iter().filter(|(n, _)| n == "game").collect();
+    assert!(
+        !game_threads.is_empty() && game_threads.iter().all(|(_, nice)| *nice == 0),
+        "game threads not at nice 0: {threads:?}"
+    );
+    assert!(
+        threads.iter().filter(|(_, nice)| *nice == 0).count() > game_threads.len(),
+        "the players' workers not at nice 0: {threads:?}"
+    );
 }

@@ -31,7 +31,7 @@ use crate::node::wire::InboxMsg;
 pub(super) const LEAD: usize = 2;
 /// For how long, before the game moves.
 pub(super) const LEAD_FOR: Duration = Duration::from_secs(1);
-/// At most one move per game this often (a claim of any kind counts as a move).
+/// At most one move per game this often (any claim but the game's first counts as a move).
 pub(super) const MOVE_GAP: Duration = Duration::from_secs(10);
 /// Waiting for a moment with nothing uncommitted: look again this soon.
 const IDLE_RETRY: Duration = Duration::from_millis(20);

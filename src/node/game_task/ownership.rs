@@ -147,7 +147,9 @@ impl GameTask {
     /// every version an earlier owner (an earlier epoch) could have given, so one version
     /// number is one state on every screen.
     fn take_over(&mut self, stored: Game, was: &Role) {
-        self.mover.moved(Instant::now());
+        if !self.fresh {
+            self.mover.moved(Instant::now()); // (a game's creation is not a move)
+        }
         self.missing_since = None;
         self.retry_at = None;
         self.alone = false;

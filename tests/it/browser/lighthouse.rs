@@ -15,7 +15,7 @@ async fn every_page_passes_lighthouse_on_a_phone() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lighthouse");
     assert!(
         root.join("node_modules/.bin/lighthouse").exists(),
-        "Lighthouse is not installed: run `npm ci --prefix tests/lighthouse` (scripts/test does)"
+        "Lighthouse is not installed: run `cd tests/lighthouse && npm ci` (scripts/test does)"
     );
     // The race page needs its player's cookie, and its robot must still be in the game when
     // its turn comes: nobody is removed for being away while the audits run.

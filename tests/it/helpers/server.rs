@@ -29,7 +29,8 @@ impl Server {
 
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if !args.iter().any(|a| a.contains("addr")) {
+        let addr_given = |a: &String| ["-addr", "--addr"].iter().any(|f| a.starts_with(f));
+        if !args.iter().any(addr_given) {
             args.splice(0..0, ["-addr".to_owned(), "127.0.0.1:0".to_owned()]);
         }
         let envs = envs
