@@ -145,25 +145,25 @@ fn client_from(ip: &str) -> awc::Client {
 #[actix_rt::test]
 async fn a_full_race_through_nginx_with_clients_from_different_addresses() {
     let redis = Redis::start();
-    let watch_ports = [free_port(), free_port(), free_port()];
-    let servers: Vec<Server> = (0..3)
+    let servers: Vec<Server> = (1..=3)
         .map(|i| {
-            let node = format!("app{}", i + 1);
-            let watch = format!("127.0.0.1:{}", watch_ports[i]);
+            let node = format!("app{i}");
             let redis = redis.addr();
-            Server::start(&[
+            let args = [
                 "-redis",
                 &redis,
                 "-node-id",
                 &node,
                 "-spectator-addr",
-                &watch,
-            ])
+                "127.0.0.1:0",
+            ];
+            Server::start(&args)
         })
         .collect();
     for s in &servers {
         assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
     }
+    let watch_ports: Vec<u16> = servers.iter().map(spectator_port).collect();
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|i| (servers[i].port(), watch_ports[i]))
         .collect();
