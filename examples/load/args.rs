@@ -61,6 +61,15 @@ pub struct Args {
     /// servers, open before the races start: their press-to-screen latency, frames, memory.
     #[arg(long, default_value_t = 0)]
     pub spectators: usize,
+    /// Where spectators connect, comma separated (the servers' `-spectator-addr` listeners);
+    /// default: the `--url`s. Spectator `i` goes to the same server index as over `--url`.
+    #[arg(long, value_delimiter = ',')]
+    pub spectator_url: Vec<String>,
+    /// Niceness of the threads running spectators and idle sockets (0 to 19): in production
+    /// they are other machines, so here they take only the CPU the servers and the measured
+    /// players leave, and the tool's own work for a crowd does not show in the players' figures.
+    #[arg(long, default_value_t = 10)]
+    pub audience_nice: i32,
     /// Idle sockets (spectators of games nobody plays) opened while the races play, from
     /// `--open-after` seconds into the window, `--open-rate` a second: the players' latency
     /// while they open, and memory per idle socket.

@@ -33,9 +33,13 @@ pub fn open_spectators(args: &Args, games: &[(usize, String)]) -> Option<Spectat
     }
     let n = args.spectators;
     let every = (n / args.spectator_sample.max(1)).max(1);
+    let urls = match args.spectator_url.is_empty() {
+        true => &args.url,
+        false => &args.spectator_url,
+    };
     let targets = (0..n)
         .map(|i| Target {
-            server: server_addr(&args.url[i % args.url.len()]),
+            server: server_addr(&urls[i % urls.len()]),
             game_id: games[i % games.len()].1.clone(),
             record: i % every == 0,
         })
@@ -46,7 +50,7 @@ pub fn open_spectators(args: &Args, games: &[(usize, String)]) -> Option<Spectat
     // the server's accept backlog and measure SYN retries instead.
     let crowd = Crowd::open(
         targets,
-        args.client_threads,
+        (args.client_threads, args.audience_nice),
         args.open_rate,
         args.source_addrs,
     );
@@ -99,7 +103,7 @@ pub fn open_idle(args: &Args, targets: Vec<Target>, until: Instant) -> Option<Id
     let before = rss(args);
     let crowd = Crowd::open(
         targets,
-        args.client_threads,
+        (args.client_threads, args.audience_nice),
         args.open_rate,
         args.source_addrs,
     );
@@ -141,7 +145,7 @@ fn split_latency(results: &[PlayerStats], phase: (Instant, Instant)) -> (Percent
 /// `RESULT` line. `frames_in_window`: spectator and idle frames received in the window;
 /// `cpu_total`: the servers' CPU seconds in the window; `player_frames`: the players'.
 pub fn report(
-    spectators: Option<Spectators>,
+    (spectators, spectators_nice, apart): (Option<Spectators>, i32, bool),
     idle: Option<Idle>,
     results: &[PlayerStats],
     frames_in_window: u64,
@@ -159,6 +163,17 @@ pub fn report(
         let lat = Percentiles::of(&press_to_screen(&watched, &mut presses));
         let frames: u64 = watched.iter().map(|w| w.frames).sum();
         let closed = watched.iter().filter(|w| w.closed_early).count();
+        // The least any spectator got, over its whole watch (opened before the window).
+        let fewest = watched.iter().map(|w| w.frames).min().unwrap_or(0);
+        println!(
+            "spectator clients  at nice {}; {}; the fewest frames one spectator got: {fewest}",
+            spectators_nice,
+            if apart {
+                "on the servers' spectator listeners"
+            } else {
+                "on the players' listeners"
+            }
+        );
         println!(
             "spectators         {} open ({} refused or failed, {closed} closed early): {frames} frames in all, {:.0}/s in the window ({:.1}/s per spectator)",
             s.opened,
@@ -181,6 +196,9 @@ pub fn report(
             "frames_per_s": round(frames_in_window as f64 / window, 1),
             "press_to_screen_ms": lat.json(),
             "kib_per_spectator": round(s.kib_per_socket, 2),
+            "fewest_frames": fewest,
+            "clients_nice": spectators_nice,
+            "apart": apart,
         });
     }
     if let Some(i) = idle {

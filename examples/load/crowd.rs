@@ -65,9 +65,14 @@ pub fn server_addr(url: &str) -> SocketAddr {
 }
 
 impl Crowd {
-    /// Opens every target over `threads` threads, `rate` a second in all, socket `i` from
-    /// 127.0.0.(1 + i % `sources`).
-    pub fn open(targets: Vec<Target>, threads: usize, rate: f64, sources: usize) -> Crowd {
+    /// Opens every target over `threads` threads at niceness `nice`, `rate` a second in all,
+    /// socket `i` from 127.0.0.(1 + i % `sources`).
+    pub fn open(
+        targets: Vec<Target>,
+        (threads, nice): (usize, i32),
+        rate: f64,
+        sources: usize,
+    ) -> Crowd {
         let counts = Arc::new(Counts::default());
         let total = targets.len();
         let (stop, stop_rx) = watch::channel(false);
@@ -85,7 +90,15 @@ impl Crowd {
                 let (counts, stop_rx) = (counts.clone(), stop_rx.clone());
                 std::thread::Builder::new()
                     .name(format!("load-crowd-{n}"))
-                    .spawn(move || run_thread(part, per_thread, sources, counts, stop_rx))
+                    .spawn(move || {
+                        #[cfg(target_os = "linux")]
+                        // SAFETY: a plain system call on this thread.
+                        unsafe {
+                            let me = libc::gettid() as libc::id_t;
+                            libc::setpriority(libc::PRIO_PROCESS, me, nice);
+                        }
+                        run_thread(part, per_thread, sources, counts, stop_rx)
+                    })
                     .expect("spawn crowd thread")
             })
             .collect();

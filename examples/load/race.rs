@@ -366,7 +366,11 @@ pub fn run_race(args: &Args) {
     });
     let mut result = result;
     let extra = audience::report(
-        spectators,
+        (
+            spectators,
+            args.audience_nice,
+            !args.spectator_url.is_empty(),
+        ),
         idle.flatten(),
         &results,
         frames_in_window,
