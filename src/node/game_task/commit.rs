@@ -118,7 +118,7 @@ impl GameTask {
                     frame,
                     full,
                     own_seq,
-                    game: game.clone(),
+                    game,
                     covers: self.uncommitted.len(),
                 })
             }
