@@ -6,7 +6,7 @@
 //! | `game:<id>` (channel) | every committed change, and the end of the game |
 //! | `game_owner:<id>` | the owning server's node id: a lease it renews |
 //! | `game_epoch:<id>` | the game's claim, `<epoch>:<token> <version saved last>`: every claim takes a new one, every write checks it; `ended` once the game ended (a tombstone) |
-//! | `game_restore:<id>` | while Redis lost a game: the best copy servers offered, and since when (see [`CLAIM`]) |
+//! | `game_restore:<id>` | while Redis lost a game: the best copy servers offered, since when, and by whom (see [`CLAIM`]) |
 //! | `node:<node_id>` (channel) | that server's inbox: forwarded commands, errors, redirects |
 //! | `node_alive:<node_id>` | that server's heartbeat, with a short TTL it renews |
 //! | `robot_race:secret` | the shared secret that signs player tokens (unless `-secret` is set) |
@@ -173,7 +173,7 @@ return 0";
 /// (its heartbeat is gone), whose lease may be taken over. A missing state is created from
 /// ARGV[3] when one is given: at once for a new game (ARGV[8] empty), else (a copy Redis lost,
 /// ARGV[8] its version) only once the copies are weighed: every claimant's offer goes to
-/// `game_restore:<id>` (`<best version> <its node> <first offer, ms> <highest floor>`), and
+/// `game_restore:<id>` (`<best version> <first offer, ms> <highest floor> <its node>`), and
 /// the best one's node takes the game once ARGV[9] ms passed since the first offer; the
 /// others are told {4, best node, 0} and ask again. The key lives ten windows from the first
 /// offer, so a best offerer that died does not hold the game up. The claim takes an epoch above
@@ -200,7 +200,7 @@ if not state then
     local best, node, since, top = tonumber(ARGV[8]), ARGV[1], now, e
     local offer = redis.call('GET', KEYS[4])
     if offer then
-      local v, n, s, f = string.match(offer, '^(%d+) (%S+) (%d+) (%d+)$')
+      local v, s, f, n = string.match(offer, '^(%d+) (%d+) (%d+) (.+)$')
       if tonumber(v) >= best then best, node = tonumber(v), n end
       since = tonumber(s)
       if tonumber(f) > top then top = tonumber(f) end
@@ -209,7 +209,7 @@ if not state then
     if node ~= ARGV[1] or now - since < window then
       local ttl = since + 10 * window - now
       if ttl < 1 then ttl = 1 end
-      redis.call('SET', KEYS[4], string.format('%.0f %s %.0f %.0f', best, node, since, top), 'PX', ttl)
+      redis.call('SET', KEYS[4], string.format('%.0f %.0f %.0f %s', best, since, top, node), 'PX', ttl)
       return {4, node, 0}
     end
     redis.call('DEL', KEYS[4])

@@ -133,6 +133,13 @@ impl GameTask {
     /// The hand-over came back: `to` owns the game now (and is told so), or it was not ours to
     /// give any more (or Redis could not be asked), and a claim finds out who owns it.
     pub(super) fn handed_over(&mut self, to: String, done: bool) {
+        // `to` is told either way: if the hand-over went through but its answer was lost, its
+        // claim takes the game; if not, its claim finds the game owned, and changes nothing.
+        let take = InboxMsg::Take {
+            game_id: self.id.clone(),
+            from: self.shared.node_id.clone(),
+        };
+        self.shared.bus.send_to(&to, take.encode());
         if !done {
             self.claim(false);
             return;
@@ -141,12 +148,7 @@ impl GameTask {
         self.shared.metrics.moves.fetch_add(1, Ordering::Relaxed);
         self.next_tick = None;
         self.last_sent = None;
-        self.set_role(Role::Replica { owner: to.clone() });
-        let take = InboxMsg::Take {
-            game_id: self.id.clone(),
-            from: self.shared.node_id.clone(),
-        };
-        self.shared.bus.send_to(&to, take.encode());
+        self.set_role(Role::Replica { owner: to });
         self.resend();
         self.presence_check = true;
     }

@@ -66,6 +66,11 @@ impl GameTask {
     }
 
     pub(super) fn claimed(&mut self, claim: Claim, sent_at: Instant) {
+        if matches!(self.role, Role::Owner(_))
+            && matches!(claim, Claim::Gone | Claim::Restoring | Claim::Failed)
+        {
+            return; // the answer to an earlier claim, overtaken by one that took the game
+        }
         let was = self.role.clone();
         if !matches!(claim, Claim::Gone | Claim::Failed | Claim::Restoring) {
             self.restoring = false; // settled
@@ -147,6 +152,8 @@ impl GameTask {
     /// every version an earlier owner (an earlier epoch) could have given, so one version
     /// number is one state on every screen.
     fn take_over(&mut self, stored: Game, was: &Role) {
+        // Idle from now on, not since this server last routed a command of its own.
+        self.last_action = Instant::now();
         if !self.fresh {
             self.mover.moved(Instant::now()); // (a game's creation is not a move)
         }
@@ -315,6 +322,7 @@ impl GameTask {
 
     /// A committed state from elsewhere: show it, and forget our commands it shows applied.
     fn adopt(&mut self, game: Game) {
+        self.restoring = false; // the game is back
         self.origin.continue_after(&game);
         self.origin.acked_by(&game);
         let frame = crate::protocol::update_frame(&game);

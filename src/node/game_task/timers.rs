@@ -211,7 +211,7 @@ impl GameTask {
             self.claim(true);
         } else if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
-            if matches!(self.role, Role::Resolving { .. }) {
+            if matches!(self.role, Role::Resolving { claiming: false }) {
                 self.set_role(Role::Resolving { claiming: true });
                 self.claim(false);
             }

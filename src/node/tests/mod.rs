@@ -7,6 +7,7 @@
 //! task: countdown, idle end, slow sessions, overload) and [`presence`] (who is here, the host,
 //! leaving, spectators).
 
+mod moves;
 mod ownership;
 mod presence;
 mod single;
