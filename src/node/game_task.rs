@@ -324,10 +324,13 @@ impl GameTask {
     }
 
     /// Tells the bus when this server starts or stops needing the game's updates: while it
-    /// has players here, or commands of ours wait for a committed state to show them.
+    /// has players here, or commands of ours wait for a committed state to show them, and it
+    /// does not own the game (an owner's players see its commits; a server that took the game
+    /// from it fences its next save, and then it listens again).
     fn tell_interest(&mut self) {
         let wanted = self.replicated
             && !self.done
+            && !matches!(self.role, Role::Owner(_))
             && (self.in_use() || !self.origin.unacked.is_empty() || self.origin.has_joins());
         if wanted != self.interested {
             self.interested = wanted;

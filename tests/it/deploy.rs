@@ -327,6 +327,8 @@ fn compose_file_runs_redis_three_servers_and_nginx() {
         assert_eq!(cmd[5], format!("app{}", i + 1));
         // Spectators on a listener of their own, where nginx sends them.
         assert_eq!(&cmd[6..8], ["-spectator-addr", ":8081"], "{name}");
+        // nginx routes by game: a server needs only the games it follows as a replica.
+        assert_eq!(&cmd[8..10], ["-subscribe", "per-game"], "{name}");
         assert!(app["healthcheck"]["test"].to_string().contains("/health"));
         assert_eq!(app["depends_on"]["redis"]["condition"], "service_healthy");
         // The merged anchor gives every server the build.

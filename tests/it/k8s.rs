@@ -147,7 +147,16 @@ fn the_deployment_runs_three_probed_servers_that_drain_before_they_stop() {
             .expect(timeout);
         assert!(secs >= 60, "{timeout} {secs}: shorter than a race");
     }
-    // A game's sockets meet on one pod: hashed by path (`/ws/<id>`), consistently.
+    // A game's sockets meet on one pod: hashed by path (`/ws/<id>`), consistently; so a pod
+    // subscribes only to the games it follows.
+    let env = &kind(&docs, "Deployment", "robot-race")["spec"]["template"]["spec"]["containers"][0]
+        ["env"];
+    let subscribe = env.as_sequence().and_then(|vars| {
+        vars.iter()
+            .find(|v| v["name"] == "REDIS_SUBSCRIBE")
+            .and_then(|v| v["value"].as_str())
+    });
+    assert_eq!(subscribe, Some("per-game"));
     assert_eq!(
         notes["nginx.ingress.kubernetes.io/upstream-hash-by"].as_str(),
         Some("$uri")
