@@ -118,21 +118,6 @@ impl Drop for Nginx {
     }
 }
 
-/// The port of a server's spectators' listener, from its log.
-fn spectator_port(server: &Server) -> u16 {
-    let needle = "Spectators on http://";
-    assert!(
-        server.logs.wait_for(needle, SECS(10)),
-        "{}",
-        server.logs.all()
-    );
-    let logs = server.logs.all();
-    (logs.lines())
-        .find_map(|l| l.split_once(needle)?.1.split_whitespace().next())
-        .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
-        .expect("the spectators' port")
-}
-
 /// An HTTP client whose connections come from `ip` (a loopback address of its own).
 fn client_from(ip: &str) -> awc::Client {
     let ip: IpAddr = ip.parse().unwrap();
@@ -163,7 +148,7 @@ async fn a_full_race_through_nginx_with_clients_from_different_addresses() {
     for s in &servers {
         assert!(s.logs.wait_for("multi-server mode enabled", SECS(10)));
     }
-    let watch_ports: Vec<u16> = servers.iter().map(spectator_port).collect();
+    let watch_ports: Vec<u16> = servers.iter().map(|s| s.spectator_addr().port()).collect();
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|i| (servers[i].port(), watch_ports[i]))
         .collect();

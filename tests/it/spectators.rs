@@ -251,19 +251,7 @@ fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
 #[actix_rt::test]
 async fn spectators_apart_watch_from_workers_of_lower_priority() {
     let server = Server::start(&["-spectator-addr", "127.0.0.1:0", "-spectator-nice", "7"]);
-    let needle = "Spectators on http://";
-    assert!(
-        server.logs.wait_for(needle, SECS(10)),
-        "{}",
-        server.logs.all()
-    );
-    let logs = server.logs.all();
-    let addr = logs
-        .lines()
-        .find_map(|l| l.split_once(needle))
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .expect("the spectators' address")
-        .to_owned();
+    let addr = server.spectator_addr();
     let mut players = start_race(&server, &["ann", "bob"], 20).await;
     let game_id = players[0].game["id"].as_str().unwrap().to_owned();
     let url = format!("ws://{addr}/ws/{game_id}?watch=1");

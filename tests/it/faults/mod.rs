@@ -89,13 +89,21 @@ pub(crate) async fn six_players_racing(servers: &[Server]) -> Vec<RacingPlayer> 
         assert_eq!(p.server, (i / 2) % n, "p{i}: {:?}", p.events);
         players.push(p);
     }
+    start_all(&mut players).await;
+    players
+}
+
+/// Once every player sees every robot joined, the first (the admin) starts the race; returns
+/// when every player sees it playing.
+pub(crate) async fn start_all(players: &mut [RacingPlayer]) {
+    let everyone = players.len();
     let all_in = join_all(players.iter_mut().map(|p| {
         p.wait_drawn(SECS(15), |g| {
-            g["robots"].as_array().is_some_and(|r| r.len() == 6)
+            g["robots"].as_array().is_some_and(|r| r.len() == everyone)
         })
     }))
     .await;
-    assert!(all_in.iter().all(|ok| *ok), "{}", report(&players));
+    assert!(all_in.iter().all(|ok| *ok), "{}", report(players));
     assert!(players[0].send(json!({"type": "start_countdown"})).await);
     let playing = join_all(
         players
@@ -103,8 +111,7 @@ pub(crate) async fn six_players_racing(servers: &[Server]) -> Vec<RacingPlayer> 
             .map(|p| p.wait_drawn(SECS(15), |g| state(g) == "playing")),
     )
     .await;
-    assert!(playing.iter().all(|ok| *ok), "{}", report(&players));
-    players
+    assert!(playing.iter().all(|ok| *ok), "{}", report(players));
 }
 
 /// Every player presses every `every` (staggered over the interval) while `control` brings

@@ -4,12 +4,9 @@
 
 use std::cell::Cell;
 
-use futures_util::future::join_all;
-use serde_json::json;
-
 use super::judge::{scores_that_went_down, versions_with_two_states};
 use super::{agreement, node, notable_logs, presses_not_accounted_for, race_all_through};
-use super::{report, PRESS_EVERY};
+use super::{report, start_all, PRESS_EVERY};
 use crate::helpers::*;
 use crate::monitoring::scrape;
 
@@ -43,21 +40,7 @@ async fn a_game_moves_to_its_players_mid_race_and_loses_no_press() {
         assert!(p.connect().await && p.server == 0, "p{i}: {:?}", p.events);
         players.push(p);
     }
-    let all_in = join_all(players.iter_mut().map(|p| {
-        p.wait_drawn(SECS(15), |g| {
-            g["robots"].as_array().is_some_and(|r| r.len() == 6)
-        })
-    }))
-    .await;
-    assert!(all_in.iter().all(|ok| *ok), "{}", report(&players));
-    assert!(players[0].send(json!({"type": "start_countdown"})).await);
-    let playing = join_all(
-        players
-            .iter_mut()
-            .map(|p| p.wait_drawn(SECS(15), |g| state(g) == "playing")),
-    )
-    .await;
-    assert!(playing.iter().all(|ok| *ok), "{}", report(&players));
+    start_all(&mut players).await;
 
     let pressing = Cell::new(true);
     let stop_soon = async {

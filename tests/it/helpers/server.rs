@@ -100,6 +100,27 @@ impl Server {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// The address of this server's spectators' listener (`-spectator-addr`), from its log.
+    pub fn spectator_addr(&self) -> SocketAddr {
+        let needle = "Spectators on http://";
+        assert!(
+            self.logs.wait_for(needle, Duration::from_secs(10)),
+            "no spectators' listener:\n{}",
+            self.logs.all()
+        );
+        let logs = self.logs.all();
+        (logs.lines())
+            .find_map(|l| {
+                l.split_once(needle)?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .expect("the spectators' address")
+    }
+
     pub fn api(&self) -> Api {
         Api {
             base: self.url(""),

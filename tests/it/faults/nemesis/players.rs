@@ -4,11 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-use serde_json::json;
-
 use super::cluster::Cluster;
-use crate::faults::report;
 use crate::helpers::*;
 
 /// A game of `per_server` players on each server of `cluster`, created on `servers[creator]`
@@ -42,22 +38,8 @@ async fn seat_game(
         assert_eq!(p.server, home(k), "{}: {:?}", p.name, p.events);
         players.push(p);
     }
-    let everyone = per_server * n;
-    let all_in = join_all(players.iter_mut().map(|p| {
-        p.wait_drawn(SECS(15), |g| {
-            g["robots"].as_array().is_some_and(|r| r.len() == everyone)
-        })
-    }))
-    .await;
-    assert!(all_in.iter().all(|ok| *ok), "{}", report(&players));
-    assert!(players[0].send(json!({"type": "start_countdown"})).await);
-    let playing = join_all(
-        players
-            .iter_mut()
-            .map(|p| p.wait_drawn(SECS(15), |g| state(g) == "playing")),
-    )
-    .await;
-    assert!(playing.iter().all(|ok| *ok), "{}", report(&players));
+    assert_eq!(players.len(), per_server * n);
+    crate::faults::start_all(&mut players).await;
     players
 }
 
