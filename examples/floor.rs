@@ -76,11 +76,7 @@ fn readers(addr: std::net::SocketAddr, n: usize, threads: usize) {
     for t in 0..threads.max(1) {
         let mine = n / threads.max(1) + usize::from(t < n % threads.max(1));
         std::thread::spawn(move || {
-            #[cfg(target_os = "linux")]
-            // SAFETY: a plain system call on this thread.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-            }
+            robot_race::threads::lower_priority(10);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

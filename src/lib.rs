@@ -15,6 +15,7 @@
 //! | [`logs`] | the log line formats: env_logger's text, or one JSON object a line (`-log-format`) |
 //! | [`static_files`] | `static/`, compiled in |
 //! | [`open_files`] | the open-files limit (one descriptor per socket), raised at start |
+//! | [`threads`] | a thread's OS priority (the spectators' workers run at a lower one) |
 //!
 //! Data flow: browser ⇄ [`web`] session task ⇄ its game's task ([`node`]) ⇄ [`game`] rules. An
 //! owning game task saves each change through the [`bus`] (fenced, published on `game:<id>`)
@@ -35,6 +36,7 @@ pub mod node;
 pub mod open_files;
 pub mod protocol;
 pub mod static_files;
+pub mod threads;
 pub mod token;
 pub mod web;
 
@@ -121,11 +123,7 @@ fn serve_spectators(
     std::thread::Builder::new()
         .name("spectators".into())
         .spawn(move || {
-            #[cfg(target_os = "linux")]
-            // SAFETY: plain system calls on this thread.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
-            }
+            threads::lower_priority(nice);
             actix_web::rt::System::new().block_on(async move {
                 let server = tuned!(HttpServer::new(move || app!(state.clone())))
                     .workers(workers)

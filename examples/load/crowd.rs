@@ -91,12 +91,7 @@ impl Crowd {
                 std::thread::Builder::new()
                     .name(format!("load-crowd-{n}"))
                     .spawn(move || {
-                        #[cfg(target_os = "linux")]
-                        // SAFETY: a plain system call on this thread.
-                        unsafe {
-                            let me = libc::gettid() as libc::id_t;
-                            libc::setpriority(libc::PRIO_PROCESS, me, nice);
-                        }
+                        robot_race::threads::lower_priority(nice);
                         run_thread(part, per_thread, sources, counts, stop_rx)
                     })
                     .expect("spawn crowd thread")

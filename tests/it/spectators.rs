@@ -61,13 +61,8 @@ fn watch_request(
 }
 
 async fn metric(server: &Server, name: &str) -> u64 {
-    let http = awc::Client::builder().timeout(SECS(10)).finish();
-    let mut res = http.get(server.url("/metrics")).send().await.unwrap();
-    let body = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    let value = server.metric(name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics")) as u64
 }
 
 fn score(game: &Value, robot_id: &str) -> u64 {

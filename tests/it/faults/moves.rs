@@ -8,13 +8,6 @@ use super::judge::{scores_that_went_down, versions_with_two_states};
 use super::{agreement, node, notable_logs, presses_not_accounted_for, race_all_through};
 use super::{report, start_all, PRESS_EVERY};
 use crate::helpers::*;
-use crate::monitoring::scrape;
-
-/// A counter's value in a `/metrics` text.
-fn counter(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 /// Six players racing on server a, which created the game and owns it; four of them reconnect
 /// to server b mid-race and press on: a second later a hands the game to b. Every player keeps
@@ -71,10 +64,10 @@ async fn a_game_moves_to_its_players_mid_race_and_loses_no_press() {
     race_all_through(&mut players, PRESS_EVERY, &pressing, control).await;
     let agreed = settle(&mut players, SECS(20), SECS(3)).await;
 
-    let (_, from) = scrape(&servers[0]).await;
-    let (_, to) = scrape(&servers[1]).await;
-    let moves = counter(&from, "robot_race_game_moves_total");
-    let here = counter(&to, "robot_race_presses_applied_here_total");
+    let moves = servers[0].metric("robot_race_game_moves_total").await;
+    let here = servers[1]
+        .metric("robot_race_presses_applied_here_total")
+        .await;
     let mut waits: Vec<_> = players.iter().flat_map(|p| p.answered_in.clone()).collect();
     waits.sort();
     let p99 = waits.get(waits.len() * 99 / 100).copied();

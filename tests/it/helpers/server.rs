@@ -100,6 +100,18 @@ impl Server {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// One sample of this server's `/metrics` (`name` with its labels, if any), if it is there.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let mut res = client.get(self.url("/metrics")).send().await.ok()?;
+        let body = res.body().limit(1 << 20).await.ok()?;
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// The address of this server's spectators' listener (`-spectator-addr`), from its log.
     pub fn spectator_addr(&self) -> SocketAddr {
         let needle = "Spectators on http://";
